@@ -1,0 +1,72 @@
+"""usegrant-flows: mint UseGrant access tokens from Prefect, and push them downstream.
+
+The core (client, models, settings, errors) never imports Prefect, so
+``import usegrant_flows.client`` stays cheap. The Prefect-layer names below
+(``UseGrantCredentials``, ``create_access_token``, ``acreate_access_token``) are loaded
+on first use (PEP 562), and listed by :func:`dir` so that
+``prefect block register -m usegrant_flows`` finds the blocks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from usegrant_flows._version import __version__
+
+if TYPE_CHECKING:
+    from usegrant_flows.client import AsyncUseGrantClient, UseGrantClient
+    from usegrant_flows.credentials import UseGrantCredentials
+    from usegrant_flows.models import AccessToken
+    from usegrant_flows.settings import UseGrantSettings
+    from usegrant_flows.sinks import (
+        FileTokenSink,
+        KeyringTokenSink,
+        SecretBlockSink,
+        WebhookTokenSink,
+    )
+    from usegrant_flows.tasks import acreate_access_token, create_access_token
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "UseGrantClient": "usegrant_flows.client",
+    "AsyncUseGrantClient": "usegrant_flows.client",
+    "AccessToken": "usegrant_flows.models",
+    "UseGrantSettings": "usegrant_flows.settings",
+    "UseGrantCredentials": "usegrant_flows.credentials",
+    "create_access_token": "usegrant_flows.tasks",
+    "acreate_access_token": "usegrant_flows.tasks",
+    # Listed here so that `prefect block register -m usegrant_flows` registers them.
+    "FileTokenSink": "usegrant_flows.sinks",
+    "SecretBlockSink": "usegrant_flows.sinks",
+    "WebhookTokenSink": "usegrant_flows.sinks",
+    "KeyringTokenSink": "usegrant_flows.sinks",
+}
+
+__all__ = [
+    "AccessToken",
+    "AsyncUseGrantClient",
+    "FileTokenSink",
+    "KeyringTokenSink",
+    "SecretBlockSink",
+    "UseGrantClient",
+    "UseGrantCredentials",
+    "UseGrantSettings",
+    "WebhookTokenSink",
+    "__version__",
+    "acreate_access_token",
+    "create_access_token",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
