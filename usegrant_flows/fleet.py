@@ -1,0 +1,321 @@
+"""Rotation targets and fleet files: what to mint, with which credentials, and where to put it.
+
+A :class:`RotationTarget` names one UseGrant client, the token options, the credentials
+(a ``UseGrantCredentials`` block name, or ``None`` for :class:`UseGrantSettings`: the
+``USEGRANT_*`` environment, ``.env`` or the keyring), the refresh policy, and its sinks.
+A sink is given inline (the ``type`` field picks the kind; a discriminated union) or as
+the name of a saved sink block, ``"<block-type-slug>/<block-name>"``:
+
+.. code-block:: yaml
+
+    # fleet.yaml: `defaults` are merged into every target (a target's own keys win)
+    defaults:
+      credentials: usegrant          # UseGrantCredentials block name
+      expires_in: 3600               # seconds, 1..172800
+    targets:
+      - name: aws-prod
+        provider_id: 2f1e9c3a-...
+        client_id: 7b0d...
+        sinks:
+          - {type: file, path: tokens/aws.jwt}           # relative to this file's folder
+          - {type: secret-block, secret_block_name: aws-token}
+          - usegrant-webhook-token-sink/ops-hook         # a saved sink block
+
+Secrets are never part of a target (webhook headers and signing keys live in a saved
+webhook sink block), so targets are safe flow parameters. This module does not import
+Prefect; :mod:`usegrant_flows.rotation_tasks` turns the sink specs into sink blocks.
+
+Example:
+    >>> t = RotationTarget.model_validate({
+    ...     "name": "aws",
+    ...     "provider_id": "00000000-0000-4000-8000-000000000001",
+    ...     "client_id": "00000000-0000-4000-8000-000000000002",
+    ...     "sinks": [{"type": "file", "path": "/run/aws.jwt"}, "usegrant-file-token-sink/x"],
+    ... })
+    >>> [s.type for s in t.sinks]
+    ['file', 'block']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.models import MAX_EXPIRES_IN
+from usegrant_flows.rotation import RefreshPolicy
+
+__all__ = [
+    "BlockSinkSpec",
+    "FileSinkSpec",
+    "KeyringSinkSpec",
+    "RotationTarget",
+    "SecretBlockSinkSpec",
+    "SinkSpec",
+    "load_fleet_file",
+    "parse_fleet",
+]
+
+
+class FileSinkSpec(BaseModel):
+    """A token file on the machine running the flow (fields of ``FileTokenSink``)."""
+
+    model_config = ConfigDict(extra="forbid", title="File")
+
+    type: Literal["file"] = "file"
+    path: str = Field(
+        min_length=1,
+        title="File path",
+        description="Where to write the token; relative paths start at the fleet file's folder.",
+    )
+    format: Literal["raw", "json", "dotenv"] = Field(
+        default="raw",
+        title="Format",
+        description="raw: bare JWT; json: {accessToken, expiresAt, type}; dotenv: NAME=JWT.",
+    )
+    json_token_field: str = Field(
+        default="accessToken", title="JSON token key", description="Key of the JWT (json)."
+    )
+    dotenv_variable: str = Field(
+        default="USEGRANT_ACCESS_TOKEN",
+        title="Variable name",
+        description="Variable holding the JWT (dotenv).",
+    )
+    mode: int = Field(
+        default=0o600,
+        ge=0,
+        le=0o640,
+        title="File mode",
+        description="Permission bits as a number: 384 is 0600, 416 is 0640 (at most).",
+    )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return int(value, 8)
+            except ValueError:
+                raise ValueError(
+                    f"mode must be octal digits such as '0600', got {value!r}"
+                ) from None
+        return value
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _relative_to_fleet_file(cls, value: str, info: ValidationInfo) -> str:
+        base = (info.context or {}).get("base_dir")
+        path = Path(value).expanduser()
+        if base is not None and not path.is_absolute():
+            path = Path(base) / path
+        return str(path)
+
+
+class SecretBlockSinkSpec(BaseModel):
+    """A Prefect Secret block holding the bare JWT (fields of ``SecretBlockSink``)."""
+
+    model_config = ConfigDict(extra="forbid", title="Secret block")
+
+    type: Literal["secret-block"] = "secret-block"
+    secret_block_name: str = Field(
+        min_length=1,
+        title="Secret block name",
+        description="Name of the Secret block to create or overwrite with the token.",
+    )
+
+
+class KeyringSinkSpec(BaseModel):
+    """The OS keyring of the machine running the flow (fields of ``KeyringTokenSink``)."""
+
+    model_config = ConfigDict(extra="forbid", title="Keyring")
+
+    type: Literal["keyring"] = "keyring"
+    service: str = Field(min_length=1, title="Keyring service")
+    username: str = Field(min_length=1, title="Keyring username")
+
+
+class BlockSinkSpec(BaseModel):
+    """A saved sink block (a webhook, or any ``TokenSink``), by ``slug/name``."""
+
+    model_config = ConfigDict(extra="forbid", title="Saved sink block")
+
+    type: Literal["block"] = "block"
+    block: str = Field(
+        pattern=r"^[a-z0-9-]+/[^/]+$",
+        title="Sink block",
+        description="'<block-type-slug>/<block-name>', e.g. 'usegrant-webhook-token-sink/ops'.",
+    )
+
+
+#: One sink of a target: inline settings, or a saved block.
+SinkSpec = Annotated[
+    FileSinkSpec | SecretBlockSinkSpec | KeyringSinkSpec | BlockSinkSpec,
+    Field(discriminator="type"),
+]
+
+
+class RotationTarget(BaseModel):
+    """One UseGrant client whose token is kept fresh in one or more sinks.
+
+    Attributes:
+        name: Unique name of the target in its fleet (1..200 characters); names locks,
+            artifact rows and events.
+        provider_id: The UseGrant provider id.
+        client_id: The UseGrant client id.
+        expires_in: Token lifetime in seconds, 1..172800; ``None`` lets the API choose
+            (3600).
+        use_jwt_type: JWT header ``typ`` is ``jwt`` instead of ``at+jwt``.
+        audience_as_array: The ``aud`` claim is an array.
+        force_default_domain: The issuer is the provider's default domain.
+        credentials: Name of a ``UseGrantCredentials`` block; ``None`` uses
+            ``UseGrantSettings`` (``USEGRANT_API_KEY``, ``.env``, keyring).
+        sinks: Where the token goes (at least one).
+        policy: When a held token is due for refresh.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$", title="Name")
+    provider_id: UUID = Field(title="Provider ID", description="UseGrant provider id (UUID).")
+    client_id: UUID = Field(title="Client ID", description="UseGrant client id (UUID).")
+    expires_in: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EXPIRES_IN,
+        title="Expires in (seconds)",
+        description="Token lifetime in seconds, 1..172800 (48 h); empty: the API's 3600.",
+    )
+    use_jwt_type: bool | None = Field(default=None, title="JWT type 'jwt'")
+    audience_as_array: bool | None = Field(default=None, title="Audience as array")
+    force_default_domain: bool | None = Field(default=None, title="Force default domain")
+    credentials: str | None = Field(
+        default=None,
+        title="Credentials block",
+        description="UseGrantCredentials block name; empty: USEGRANT_* settings.",
+    )
+    sinks: list[SinkSpec] = Field(min_length=1, title="Sinks")
+    policy: RefreshPolicy = Field(default_factory=RefreshPolicy, title="Refresh policy")
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _block_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                {"type": "block", "block": item} if isinstance(item, str) else item
+                for item in value
+            ]
+        return value
+
+    @property
+    def identity(self) -> str:
+        """A stable string for this target: name, provider and client (for jitter)."""
+        return f"{self.name}:{self.provider_id}:{self.client_id}"
+
+    def token_options(self) -> dict[str, Any]:
+        """Return the token options that are set, as ``create_token`` keywords."""
+        options = {
+            "expires_in": self.expires_in,
+            "use_jwt_type": self.use_jwt_type,
+            "audience_as_array": self.audience_as_array,
+            "force_default_domain": self.force_default_domain,
+        }
+        return {key: value for key, value in options.items() if value is not None}
+
+
+def _short_errors(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(parts)
+
+
+def parse_fleet(data: Any, *, base_dir: str | Path | None = None) -> list[RotationTarget]:
+    """Validate a fleet document: a list of targets, or ``{defaults, targets}``.
+
+    Args:
+        data: The parsed YAML/JSON document.
+        base_dir: Folder that relative file-sink paths start from; ``None`` keeps them
+            relative to the working directory.
+
+    Returns:
+        The targets, in document order.
+
+    Raises:
+        ConfigurationError: Naming the target and field at fault, or a duplicate name.
+
+    Example:
+        >>> parse_fleet({"targets": []})
+        []
+    """
+    defaults: Mapping[str, Any] = {}
+    if isinstance(data, Mapping):
+        unknown = set(data) - {"defaults", "targets"}
+        if unknown:
+            raise ConfigurationError(f"fleet: unknown top-level keys {sorted(unknown)}")
+        defaults = data.get("defaults") or {}
+        items = data.get("targets")
+    else:
+        items = data
+    if not isinstance(items, list) or not isinstance(defaults, Mapping):
+        raise ConfigurationError("fleet: expected a list of targets, or {defaults, targets}")
+    context = {"base_dir": str(base_dir)} if base_dir is not None else None
+    targets: list[RotationTarget] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ConfigurationError(f"fleet: target #{index + 1} is not a mapping")
+        try:
+            target = RotationTarget.model_validate({**defaults, **item}, context=context)
+        except ValidationError as exc:
+            label = item.get("name", f"#{index + 1}")
+            raise ConfigurationError(f"fleet: target {label}: {_short_errors(exc)}") from None
+        if target.name in seen:
+            raise ConfigurationError(f"fleet: target name {target.name!r} is used twice")
+        seen.add(target.name)
+        targets.append(target)
+    return targets
+
+
+def load_fleet_file(path: str | Path) -> list[RotationTarget]:
+    """Read a YAML or JSON fleet file (see the module docstring for the format).
+
+    Args:
+        path: The file; relative file-sink paths in it start at its folder.
+
+    Returns:
+        The targets, in file order.
+
+    Raises:
+        ConfigurationError: When the file is missing, not YAML/JSON, or invalid.
+    """
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"fleet file {file}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigurationError(
+            f"fleet file {file} is not valid {file.suffix or 'YAML'}: {exc}"
+        ) from None
+    try:
+        return parse_fleet(data, base_dir=file.resolve().parent)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"fleet file {file}: {str(exc).removeprefix('fleet: ')}") from None

@@ -1,0 +1,348 @@
+"""When to mint a new token, and what a rotation ends in.
+
+This module is pure logic (no Prefect, no network): the refresh policy, the four
+outcomes of a target's rotation, the rules that pick the outcome, and the one-line
+reasons a person can act on.
+
+The rules, in the order a rotation applies them:
+
+1. **When is a token fresh?** A token is due for refresh once ``refresh_fraction``
+   (default 2/3, as cert-manager) of its lifetime has passed, or once fewer than
+   ``renew_before`` seconds (default 300) are left, whichever comes first. The lifetime
+   runs from the JWT's ``iat`` to its expiry; the expiry is the *earlier* of the JWT's
+   ``exp`` claim and the API's ``expiresAt`` (when they disagree we trust the one that
+   runs out first). A token without ``iat`` only has the ``renew_before`` floor. The
+   refresh point moves earlier by a jitter of up to ``jitter`` x lifetime, derived from
+   the target's identity (deterministic, so a given target always refreshes at the same
+   point, while a fleet minted at once spreads its refreshes).
+2. **When is a mint skipped?** When *every readable sink* of the target holds a fresh
+   token. A write-only sink (a webhook) cannot vouch for its consumer, so it neither
+   blocks nor allows a skip; a target whose sinks are all write-only always mints.
+3. **One mint per target**, written to all of the target's sinks.
+4. **Keep the last good token.** A failed mint writes nothing; a failed sink write
+   leaves that sink's previous token as it was (sinks write atomically).
+5. **Outcome** (:class:`RotationAction`):
+
+   * ``minted``: a new token reached every sink;
+   * ``fresh``: every readable sink held a fresh token, nothing was minted;
+   * ``failed_but_valid``: the mint, or some sink writes, failed, but every sink that did
+     not receive the new token still holds an unexpired old one (readable sinks only:
+     a failed write-only sink cannot vouch, so it makes the target ``failed``);
+   * ``failed``: some sink holds no valid token after this rotation.
+
+Example:
+    >>> from datetime import datetime, timedelta, timezone
+    >>> policy = RefreshPolicy(jitter=0)
+    >>> issued = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> policy.refresh_point(issued, issued + timedelta(hours=1), identity="t")
+    datetime.datetime(2026, 1, 1, 0, 40, tzinfo=datetime.timezone.utc)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from usegrant_flows.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InvalidResponseError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    UseGrantAPIError,
+    UseGrantConnectionError,
+)
+from usegrant_flows.models import MAX_EXPIRES_IN, AccessToken
+
+__all__ = [
+    "RefreshPolicy",
+    "RotationAction",
+    "RotationResult",
+    "effective_expiry",
+    "explain_error",
+    "fallback_action",
+    "is_valid",
+    "summarize_failures",
+]
+
+_MAX_REASON = 300
+
+
+class RotationAction(str, Enum):
+    """How one target's rotation ended."""
+
+    MINTED = "minted"
+    FRESH = "fresh"
+    FAILED_BUT_VALID = "failed_but_valid"
+    FAILED = "failed"
+
+
+class RefreshPolicy(BaseModel):
+    """When a token held by a sink is due for refresh.
+
+    Attributes:
+        refresh_fraction: Refresh once this fraction of the token's lifetime has passed,
+            0 < x < 1 (default 2/3).
+        renew_before: Absolute floor, in seconds (0..172800, default 300): refresh once
+            fewer than this many seconds are left, whatever the fraction says. Keep it
+            above the time your consumers cache a token between reads.
+        jitter: Up to this fraction of the lifetime (0..0.2, default 0.05) is taken off
+            the refresh point, derived from the target's identity: deterministic per
+            target, spread over a fleet.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    refresh_fraction: float = Field(
+        default=2 / 3,
+        gt=0,
+        lt=1,
+        title="Refresh at (fraction of lifetime)",
+        description="Refresh once this fraction of the token's lifetime has passed.",
+    )
+    renew_before: int = Field(
+        default=300,
+        ge=0,
+        le=MAX_EXPIRES_IN,
+        title="Renew before expiry (seconds)",
+        description="Refresh once fewer than this many seconds are left.",
+    )
+    jitter: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.2,
+        title="Jitter (fraction of lifetime)",
+        description="Refresh up to this fraction of the lifetime earlier, fixed per target.",
+    )
+
+    def refresh_point(
+        self, issued_at: datetime | None, expires_at: datetime, *, identity: str
+    ) -> datetime:
+        """Return the moment from which a token is due for refresh.
+
+        Args:
+            issued_at: When the token was issued (aware), or ``None`` if unknown.
+            expires_at: When the token expires (aware).
+            identity: A stable string naming the target, for the jitter.
+
+        Returns:
+            The earlier of the fraction point (minus jitter) and the floor.
+        """
+        floor = expires_at - timedelta(seconds=self.renew_before)
+        if issued_at is None:
+            return floor
+        lifetime = (expires_at - issued_at).total_seconds()
+        if lifetime <= 0:
+            return issued_at
+        offset = lifetime * (self.refresh_fraction - self.jitter * _unit_hash(identity))
+        return min(issued_at + timedelta(seconds=offset), floor)
+
+    def is_fresh(self, token: AccessToken, *, identity: str, now: datetime | None = None) -> bool:
+        """Tell whether ``token`` can stay where it is for now.
+
+        Args:
+            token: The token a sink holds.
+            identity: A stable string naming the target, for the jitter.
+            now: The reference time (aware); defaults to the current UTC time.
+        """
+        now = now or datetime.now(timezone.utc)
+        point = self.refresh_point(token.issued_at, effective_expiry(token), identity=identity)
+        return now < point
+
+
+def _unit_hash(identity: str) -> float:
+    """Map ``identity`` to a number in [0, 1), the same on every machine and run."""
+    digest = hashlib.sha256(identity.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def effective_expiry(token: AccessToken) -> datetime:
+    """Return the earlier of the JWT's ``exp`` claim and the API's ``expiresAt``.
+
+    Args:
+        token: The token.
+
+    Returns:
+        An aware UTC datetime; ``expiresAt`` alone when the JWT has no numeric ``exp``.
+    """
+    exp = token.claims().get("exp")
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        try:
+            from_claim = datetime.fromtimestamp(exp, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return token.expires_at
+        return min(from_claim, token.expires_at)
+    return token.expires_at
+
+
+def is_valid(token: AccessToken | None, now: datetime) -> bool:
+    """Tell whether ``token`` exists and has not expired at ``now``."""
+    return token is not None and effective_expiry(token) > now
+
+
+def fallback_action(
+    still_held: Sequence[AccessToken | None], now: datetime | None = None
+) -> RotationAction:
+    """Pick the outcome of a rotation whose new token did not reach some sinks.
+
+    Args:
+        still_held: For every sink that did not get the new token, the token it holds
+            now (``None`` when it holds none or cannot be read, as a webhook).
+        now: The reference time (aware); defaults to the current UTC time.
+
+    Returns:
+        ``failed_but_valid`` when each of those sinks holds an unexpired token,
+        ``failed`` otherwise.
+
+    Example:
+        >>> fallback_action([None]).value
+        'failed'
+    """
+    now = now or datetime.now(timezone.utc)
+    if all(is_valid(token, now) for token in still_held):
+        return RotationAction.FAILED_BUT_VALID
+    return RotationAction.FAILED
+
+
+class RotationResult(BaseModel):
+    """What happened to one target: one row of the run's artifact. Never holds a token.
+
+    Attributes:
+        target: The target's name.
+        provider_id: The UseGrant provider id.
+        client_id: The UseGrant client id.
+        action: How the rotation ended.
+        fingerprint: Fingerprint of the token the sinks now hold (the new one when
+            minted, the old one otherwise), if any.
+        expires_at: Expiry of that token (UTC), if any.
+        sinks_written: Descriptions of the sinks that received the new token.
+        sinks_failed: Descriptions of the sinks whose write failed.
+        error_class: Class name of the error, when something failed.
+        reason: One line a person can act on, when something failed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    provider_id: str
+    client_id: str
+    action: RotationAction
+    fingerprint: str | None = None
+    expires_at: datetime | None = None
+    sinks_written: tuple[str, ...] = ()
+    sinks_failed: tuple[str, ...] = ()
+    error_class: str | None = None
+    reason: str | None = None
+
+    def as_row(self) -> dict[str, str]:
+        """Return the result as a table row of short strings (for a table artifact)."""
+        return {
+            "target": self.target,
+            "client": self.client_id,
+            "action": self.action.value,
+            "fingerprint": self.fingerprint or "",
+            "expires at": self.expires_at.strftime("%Y-%m-%d %H:%M:%SZ") if self.expires_at else "",
+            "sinks written": ", ".join(self.sinks_written),
+            "sinks failed": ", ".join(self.sinks_failed),
+            "error": self.error_class or "",
+            "reason": self.reason or "",
+        }
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
+
+
+def explain_error(
+    exc: BaseException,
+    *,
+    credentials: str | None = None,
+    provider_id: object = None,
+    client_id: object = None,
+    now: datetime | None = None,
+) -> str:
+    """Turn an exception into one line a person can act on.
+
+    The line is built from status codes, error codes, names and ids; it never contains
+    a token or an API key (our exceptions never carry them).
+
+    Args:
+        exc: What went wrong.
+        credentials: The credentials block name used, or ``None`` for the settings.
+        provider_id: The provider id of the request, for a 404.
+        client_id: The client id of the request, for a 404.
+        now: The reference time (aware) for rate-limit reasons; defaults to now.
+
+    Returns:
+        A single line of at most 300 characters.
+
+    Example:
+        >>> from usegrant_flows.errors import AuthenticationError
+        >>> explain_error(AuthenticationError(401), credentials="prod")
+        "UseGrant rejected the API key (401): check the credentials block 'prod'"
+    """
+    if isinstance(exc, AuthenticationError):
+        where = (
+            f"check the credentials block '{credentials}'"
+            if credentials
+            else "check USEGRANT_API_KEY, the .env file or `usegrant-flows login`"
+        )
+        return f"UseGrant rejected the API key ({exc.status_code}): {where}"
+    if isinstance(exc, NotFoundError):
+        return _one_line(
+            f"UseGrant does not know provider {provider_id} or its client {client_id} "
+            f"(404 {exc.code or 'not found'}): check both ids"
+        )
+    if isinstance(exc, RateLimitError):
+        if exc.retry_after is not None:
+            until = (now or datetime.now(timezone.utc)) + timedelta(seconds=exc.retry_after)
+            stamp = until.strftime("%Y-%m-%d %H:%M:%SZ")
+            return f"rate limited until {stamp} (429): the next run retries"
+        return "rate limited (429): the next run retries"
+    if isinstance(exc, BadRequestError):
+        return _one_line(f"UseGrant refused the request (400): {exc.message}")
+    if isinstance(exc, ServerError):
+        return f"UseGrant failed ({exc.status_code}) after retries: the next run retries"
+    if isinstance(exc, UseGrantAPIError):
+        return _one_line(f"UseGrant answered {exc.status_code}: {exc.message}")
+    if isinstance(exc, UseGrantConnectionError):
+        return _one_line(f"could not reach UseGrant: {exc}")
+    if isinstance(exc, InvalidResponseError):
+        return _one_line(f"UseGrant's answer is not a usable token: {exc}")
+    if isinstance(exc, ConfigurationError):
+        return _one_line(str(exc))
+    text = str(exc)
+    return _one_line(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def summarize_failures(results: Iterable[RotationResult], *, limit: int = 10) -> str | None:
+    """Return one message naming the targets that ended ``failed``, or ``None``.
+
+    Args:
+        results: Every target's result.
+        limit: How many failed targets to name before "and N more" (>= 1).
+
+    Example:
+        >>> r = RotationResult(target="aws", provider_id="p", client_id="c",
+        ...                    action=RotationAction.FAILED, reason="bad key")
+        >>> summarize_failures([r])
+        '1 of 1 targets failed: aws (bad key)'
+    """
+    total = 0
+    failed: list[RotationResult] = []
+    for result in results:
+        total += 1
+        if result.action is RotationAction.FAILED:
+            failed.append(result)
+    if not failed:
+        return None
+    named = ", ".join(f"{r.target} ({r.reason})" if r.reason else r.target for r in failed[:limit])
+    more = f", and {len(failed) - limit} more" if len(failed) > limit else ""
+    return f"{len(failed)} of {total} targets failed: {named}{more}"
