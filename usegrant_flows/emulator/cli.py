@@ -1,0 +1,120 @@
+"""The ``usegrant-flows emulator`` command: run the emulator in the foreground."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from usegrant_flows.emulator.app import EmulatorState
+
+__all__ = ["serve"]
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _print_banner(state: EmulatorState, base_url: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]UseGrant emulator[/bold] listening on [cyan]{base_url}[/cyan]")
+    table = Table(title="Providers and clients")
+    for column in ("provider", "client", "audience", "subject", "issuer"):
+        table.add_column(column, overflow="fold")
+    for provider in state.seed.providers:
+        for client in provider.clients:
+            table.add_row(
+                f"{provider.name}\n{provider.id}",
+                f"{client.name}\n{client.id}",
+                client.audience,
+                client.subject,
+                provider.issuer(),
+            )
+    console.print(table)
+    console.print("API keys (the emulator's own throwaway dev keys, not real UseGrant keys):")
+    for key in state.seed.api_keys:
+        console.print(f"  {key.get_secret_value()}", markup=False, highlight=False)
+    console.print(f"JWKS: {base_url}/.well-known/jwks   stats: {base_url}/_emulator/stats")
+    faults = state.faults.model_dump()
+    console.print(f"Faults: {faults}", markup=False, highlight=False)
+    console.print("Press Ctrl-C to stop.")
+
+
+def serve(
+    *,
+    host: str | None = None,
+    port: int = 8787,
+    seed: Path | None = None,
+    latency_ms: float = 0,
+    fail_rate: float = 0.0,
+    fail_status: int = 503,
+    rate_limit: int | None = None,
+    rate_window: float = 3600.0,
+    drop_rate: float = 0.0,
+    random_seed: Annotated[int | None, Parameter(show_default=False)] = None,
+) -> None:
+    """Run a local UseGrant API emulator that signs real ES256 JWTs.
+
+    Serves ``POST /v1/providers/{providerId}/clients/{clientId}/tokens``,
+    ``/.well-known/jwks``, ``/.well-known/openid-configuration`` and the
+    ``/_emulator/stats`` and ``/_emulator/faults`` control routes. Prints the seed (with
+    the emulator's own throwaway API key) at start-up; Ctrl-C stops it.
+
+    Args:
+        host: Address to listen on (default 127.0.0.1). A non-loopback address is
+            allowed only when given explicitly, with a warning.
+        port: TCP port, 0..65535 (0 picks a free one).
+        seed: JSON seed file with api_keys and providers; default: one provider with
+            three clients and a random key.
+        latency_ms: Milliseconds added to every answer, 0..60000.
+        fail_rate: Share of token requests answered with fail_status, 0..1.
+        fail_status: Status of injected failures, 400..599 (502/503/504 come with an
+            HTML body, 429 with Retry-After).
+        rate_limit: Requests per API key per rate_window (the real API: 1000 per hour);
+            default no limit.
+        rate_window: Rate-limit window in seconds (sliding window log).
+        drop_rate: Share of token requests closed without an answer, 0..1.
+        random_seed: Seed of the fault draws, for reproducible runs.
+    """
+    from usegrant_flows.emulator.server import bind_socket, build_server, make_state
+
+    if host is None:
+        host = "127.0.0.1"
+    elif not _is_loopback(host):
+        print(
+            f"warning: listening on non-loopback address {host}: anyone who can reach it "
+            "can mint emulator tokens with the printed dev key",
+            file=sys.stderr,
+        )
+    state = make_state(
+        seed,
+        random_seed=random_seed,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        fail_status=fail_status,
+        rate_limit=rate_limit,
+        rate_window=rate_window,
+        drop_rate=drop_rate,
+    )
+    sock = bind_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    _print_banner(state, f"http://{shown_host}:{bound_port}")
+    sys.stdout.flush()
+    try:
+        build_server(state).run(sockets=[sock])
+    finally:
+        sock.close()
