@@ -1,0 +1,135 @@
+"""Atomic, durable file writes for token files.
+
+A reader of the target path sees either the previous complete file or the new
+complete file, never a partial one, even if the writer is killed half-way:
+
+1. a temporary file is created in the target's own directory with
+   ``O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW`` and the final mode (so the secret is
+   never readable more widely, not even for an instant);
+2. the bytes are written and ``fsync``-ed;
+3. ``os.replace`` renames it over the target (atomic on POSIX within one filesystem);
+4. the directory is ``fsync``-ed so that the rename survives a power loss.
+
+A temporary file is removed when the write fails. A writer killed with SIGKILL
+cannot clean up: its temporary file (``.<name>.<random>.tmp``, same mode as the
+target) stays behind and is swept by the next write once older than
+:data:`STALE_TEMP_SECONDS`.
+
+This module imports only the standard library and :mod:`usegrant_flows.errors` so
+that a crash-test child process can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+
+from usegrant_flows.errors import ConfigurationError
+
+__all__ = ["STALE_TEMP_SECONDS", "atomic_write", "check_target", "ensure_directory"]
+
+#: Age in seconds after which a leftover temporary file of a killed writer is removed.
+STALE_TEMP_SECONDS = 300.0
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def ensure_directory(directory: Path, mode: int = 0o700) -> None:
+    """Create ``directory`` and its missing parents, each with ``mode``.
+
+    ``os.makedirs`` applies its mode to the leaf only; this applies it to every
+    directory it creates (subject to the umask, which can only narrow it).
+
+    Args:
+        directory: The directory that must exist.
+        mode: Permission bits of the directories created (existing ones are left
+            alone).
+    """
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=mode)
+
+
+def check_target(path: Path) -> None:
+    """Refuse to write to a symlink or into a world-writable directory.
+
+    Args:
+        path: The file that will be replaced.
+
+    Raises:
+        ConfigurationError: When ``path`` is a symbolic link, its directory is
+            world-writable, or it exists and is not a regular file.
+    """
+    if path.is_symlink():
+        raise ConfigurationError(f"token file {path} is a symbolic link: refusing to write it")
+    if path.exists() and not path.is_file():
+        raise ConfigurationError(f"token file {path} exists and is not a regular file")
+    directory_mode = path.parent.stat().st_mode
+    if directory_mode & stat.S_IWOTH:
+        raise ConfigurationError(
+            f"directory {path.parent} is world-writable: refusing to write a token file there"
+        )
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sweep_stale_temps(path: Path, now: float) -> None:
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.lstat().st_mtime > STALE_TEMP_SECONDS:
+                leftover.unlink()
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably, with permission ``mode``.
+
+    The directory must exist (see :func:`ensure_directory`) and pass
+    :func:`check_target`; this function does not check it again.
+
+    Args:
+        path: The target file.
+        data: The complete new contents.
+        mode: Permission bits of the new file, set at creation.
+
+    Raises:
+        OSError: When the write fails; the previous file is untouched and the
+            temporary file removed.
+    """
+    temp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _O_NOFOLLOW | _O_CLOEXEC, mode)
+    try:
+        try:
+            # The umask may have narrowed the mode; set it exactly (never wider).
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    _fsync_directory(path.parent)
+    _sweep_stale_temps(path, time.time())
