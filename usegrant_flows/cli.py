@@ -1,0 +1,196 @@
+"""The ``usegrant-flows`` command.
+
+``usegrant-flows token create`` mints a token and prints it to stdout (the one place a
+token is printed on purpose, for piping); ``login`` / ``logout`` manage the API key in
+the OS keyring. ``emulator``, ``demo`` and ``quota`` are loaded only when invoked, so
+``token create`` never imports uvicorn, FastAPI or Prefect.
+
+Errors are one line on stderr, without a traceback: exit status 2 for configuration
+and usage errors, 1 for API and connection errors.
+
+Example:
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+    ...     status = main(["--version"])
+    >>> status, out.getvalue().strip() == __version__
+    (0, True)
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+
+from cyclopts import App
+from cyclopts.exceptions import CycloptsError
+
+from usegrant_flows._version import __version__
+from usegrant_flows.errors import ConfigurationError, UseGrantError
+
+__all__ = ["app", "main"]
+
+#: Exit status for configuration and usage errors.
+EXIT_CONFIGURATION = 2
+#: Exit status for API and connection errors.
+EXIT_FAILURE = 1
+
+app = App(
+    name="usegrant-flows",
+    help="Mint UseGrant access tokens; manage the API key; run the local emulator.",
+    version=__version__,
+)
+token_app = App(name="token", help="Mint UseGrant access tokens.")
+app.command(token_app)
+
+# Registered by import path: resolved (imported) only when the command runs.
+app.command(
+    "usegrant_flows.emulator.cli:serve",
+    name="emulator",
+    help="Run a local UseGrant API emulator that signs real JWTs.",
+)
+app.command(
+    "usegrant_flows.demo:main",
+    name="demo",
+    help="Run the end-to-end demo against a local emulator.",
+)
+app.command(
+    "usegrant_flows.quota_cli:app",
+    name="quota",
+    help="Show and manage the API key's request quota.",
+)
+
+
+@token_app.command(name="create")
+def create_token(
+    *,
+    provider_id: str,
+    client_id: str,
+    expires_in: int | None = None,
+    use_jwt_type: bool | None = None,
+    audience_as_array: bool | None = None,
+    force_default_domain: bool | None = None,
+    base_url: str | None = None,
+    raw: bool = False,
+) -> int:
+    """Mint an access token and print it to stdout.
+
+    The API key comes from USEGRANT_API_KEY, a .env file or the keyring
+    (``usegrant-flows login``).
+
+    Args:
+        provider_id: The provider's UUID.
+        client_id: The client's UUID.
+        expires_in: Token lifetime in seconds, 1..172800 (48 h).
+        use_jwt_type: Set the JWT header typ to "jwt" instead of "at+jwt".
+        audience_as_array: Make the aud claim an array.
+        force_default_domain: Use the provider's default domain as issuer.
+        base_url: API base URL (default USEGRANT_BASE_URL or https://sdk.usegrant.dev).
+        raw: Print the bare JWT instead of the JSON answer.
+    """
+    from usegrant_flows.client import UseGrantClient
+
+    with UseGrantClient(base_url=base_url) as client:
+        token = client.create_token(
+            provider_id,
+            client_id,
+            expires_in=expires_in,
+            use_jwt_type=use_jwt_type,
+            audience_as_array=audience_as_array,
+            force_default_domain=force_default_domain,
+        )
+    # Deliberately printed: stdout is where the caller asked for the token.
+    if raw:
+        print(token.access_token.get_secret_value())
+    else:
+        print(json.dumps(token.to_wire()))
+    return 0
+
+
+@app.command
+def login() -> int:
+    """Store the API key in the OS keyring.
+
+    Reads the key from a hidden prompt, or from stdin when stdin is not a terminal
+    (``printf %s "$KEY" | usegrant-flows login``).
+    """
+    import keyring
+    import keyring.errors
+
+    from usegrant_flows._validation import check_api_key
+    from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        entered = getpass.getpass("UseGrant API key: ")
+    else:
+        entered = sys.stdin.readline() if sys.stdin is not None else ""
+    key = check_api_key(entered.strip())
+    try:
+        keyring.set_password(KEYRING_SERVICE, KEYRING_USERNAME, key.get_secret_value())
+    except keyring.errors.KeyringError as exc:
+        raise ConfigurationError(
+            f"No usable OS keyring ({type(exc).__name__}); "
+            "set USEGRANT_API_KEY or use a .env file instead"
+        ) from None
+    print(f"API key stored in the OS keyring (service {KEYRING_SERVICE!r}).", file=sys.stderr)
+    return 0
+
+
+@app.command
+def logout() -> int:
+    """Remove the API key from the OS keyring."""
+    import keyring
+    import keyring.errors
+
+    from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
+
+    try:
+        keyring.delete_password(KEYRING_SERVICE, KEYRING_USERNAME)
+    except keyring.errors.PasswordDeleteError:
+        print("No API key was stored in the OS keyring.", file=sys.stderr)
+        return 0
+    except keyring.errors.KeyringError as exc:
+        raise ConfigurationError(f"No usable OS keyring ({type(exc).__name__})") from None
+    print("API key removed from the OS keyring.", file=sys.stderr)
+    return 0
+
+
+def _fail(message: object, status: int) -> int:
+    text = " ".join(str(message).split()) or "failed"
+    print(f"usegrant-flows: error: {text}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``usegrant-flows`` command; the console-script entry point.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status: 0 on success, 2 for configuration or usage errors, 1 for API,
+        connection or other failures.
+    """
+    try:
+        result = app(
+            argv,
+            exit_on_error=False,
+            print_error=False,
+            result_action="return_value",
+        )
+    except CycloptsError as exc:
+        return _fail(exc, EXIT_CONFIGURATION)
+    except ConfigurationError as exc:
+        return _fail(exc, EXIT_CONFIGURATION)
+    except UseGrantError as exc:
+        return _fail(exc, EXIT_FAILURE)
+    except ImportError as exc:  # a lazily registered command whose module is missing
+        return _fail(exc, EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
