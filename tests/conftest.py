@@ -12,7 +12,11 @@ import importlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -49,3 +53,24 @@ def _no_retry_sleeps() -> None:
     set_testing = getattr(client, "set_testing", None)
     if set_testing is not None:
         set_testing(True)
+
+
+def _make_token(lifetime: int = 3600, **claims: Any) -> Any:
+    """Return an AccessToken holding a real (HS256-signed) JWT expiring in ``lifetime`` s."""
+    import jwt
+
+    from usegrant_flows.models import AccessToken, format_js_datetime
+
+    now = int(time.time())
+    body = {"jti": str(uuid.uuid4()), "iat": now, "exp": now + lifetime, **claims}
+    encoded = jwt.encode(body, "test-signing-key-of-32-bytes-min!", algorithm="HS256")
+    expires = format_js_datetime(datetime.fromtimestamp(body["exp"], tz=timezone.utc))
+    return AccessToken.model_validate(
+        {"accessToken": encoded, "expiresAt": expires, "type": "Bearer"}
+    )
+
+
+@pytest.fixture
+def make_token() -> Callable[..., Any]:
+    """Factory of AccessTokens with real JWTs: ``make_token(lifetime=600, sub="x")``."""
+    return _make_token
