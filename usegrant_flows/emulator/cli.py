@@ -116,5 +116,8 @@ def serve(
     sys.stdout.flush()
     try:
         build_server(state).run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal.
+        print("UseGrant emulator stopped.")
     finally:
         sock.close()
