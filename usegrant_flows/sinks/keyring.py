@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.models import AccessToken
+from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
 from usegrant_flows.sinks.base import (
     DOCUMENTATION_URL,
     LOGO_URL,
@@ -27,8 +28,8 @@ from usegrant_flows.sinks.base import (
 
 __all__ = ["KeyringTokenSink"]
 
-# Where usegrant_flows.settings keeps the API key (settings.KEYRING_SERVICE/USERNAME).
-_API_KEY_ENTRY = ("usegrant-flows", "api-key")
+# Where `usegrant-flows login` keeps the API key.
+_API_KEY_ENTRY = (KEYRING_SERVICE, KEYRING_USERNAME)
 _NO_BACKEND = (
     "no usable OS keyring backend ({backend}): install and configure one "
     "(for example the keyrings.alt package, or a Secret Service daemon) or use another sink"
@@ -75,8 +76,8 @@ class KeyringTokenSink(TokenSink):
     def _not_the_api_key(self) -> KeyringTokenSink:
         if (self.service, self.username) == _API_KEY_ENTRY:
             raise ValueError(
-                "service/username usegrant-flows/api-key holds the UseGrant API key; "
-                "choose another entry for tokens"
+                f"service/username {KEYRING_SERVICE}/{KEYRING_USERNAME} holds the UseGrant "
+                "API key; choose another entry for tokens"
             )
         return self
 

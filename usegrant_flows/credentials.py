@@ -1,0 +1,132 @@
+"""The ``UseGrant Credentials`` block: an API key and where to send it.
+
+Save it once (UI or code), load it by name in flows, and ask it for a client::
+
+    UseGrantCredentials(api_key="usegrant_...").save("prod")
+    client = UseGrantCredentials.load("prod").get_client()
+
+The key stays a :class:`~pydantic.SecretStr`: Prefect stores it encrypted-at-rest as a
+secret field and shows it obfuscated in the UI; it never appears in a repr or a log.
+"""
+
+from __future__ import annotations
+
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr
+
+from usegrant_flows.client import (
+    AsyncUseGrantClient,
+    RequestLimiter,
+    RetryPolicy,
+    UseGrantClient,
+)
+from usegrant_flows.models import DEFAULT_BASE_URL
+from usegrant_flows.sinks.base import DOCUMENTATION_URL, LOGO_URL
+
+__all__ = ["DEFAULT_MAX_REQUESTS_PER_HOUR", "UseGrantCredentials"]
+
+#: UseGrant's default request quota per API key and hour.
+DEFAULT_MAX_REQUESTS_PER_HOUR = 1000
+
+
+class UseGrantCredentials(CredentialsBlock):
+    """UseGrant API credentials: an API key, the API's base URL and request limits.
+
+    ``get_client()`` and ``get_async_client()`` build a fresh client on every call
+    (the caller closes it: use it as a context manager). The key and base URL are
+    checked then, by the client: a malformed key, or a base URL that is not https
+    (plain http is allowed to a loopback host only), raises
+    :class:`~usegrant_flows.errors.ConfigurationError` before any request.
+
+    ``max_requests_per_hour`` is the request budget of the API key, shared by every
+    flow and deployment that uses this block (UseGrant's default quota is 1000
+    requests per hour and key); retries count against it.
+
+    Attributes:
+        api_key: The UseGrant API key (``usegrant_...`` or ``uga_...``).
+        base_url: The API's base URL, default ``https://sdk.usegrant.dev``.
+        timeout: Seconds allowed for one HTTP attempt (> 0), default 10.
+        max_requests_per_hour: Request budget of the key per hour (>= 1), default 1000.
+
+    Example:
+        Load saved credentials by name (needs a Prefect API holding the block, which
+        a docstring test does not have, hence the skip):
+
+        >>> from usegrant_flows import UseGrantCredentials
+        >>> credentials = UseGrantCredentials.load("BLOCK_NAME")  # doctest: +SKIP
+
+        Or build them in code and get a client (no request is sent here):
+
+        >>> credentials = UseGrantCredentials(
+        ...     api_key="usegrant_example", base_url="http://127.0.0.1:8080", timeout=5
+        ... )
+        >>> with credentials.get_client() as client:
+        ...     client.base_url
+        'http://127.0.0.1:8080'
+    """
+
+    _block_type_name = "UseGrant Credentials"
+    _logo_url = LOGO_URL
+    _documentation_url = DOCUMENTATION_URL
+    _description = "API key and endpoint for minting UseGrant access tokens."
+
+    api_key: SecretStr = Field(
+        description="UseGrant API key, created in the UseGrant app (usegrant_... or uga_...).",
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="Base URL of the UseGrant API: https, or http to a loopback host only.",
+    )
+    timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds allowed for one HTTP attempt (greater than 0).",
+    )
+    max_requests_per_hour: int = Field(
+        default=DEFAULT_MAX_REQUESTS_PER_HOUR,
+        ge=1,
+        description=(
+            "Requests per hour this API key may make, shared by every flow using this block "
+            "(UseGrant's default quota: 1000)."
+        ),
+    )
+
+    def get_client(
+        self, *, retry: RetryPolicy | None = None, limiter: RequestLimiter | None = None
+    ) -> UseGrantClient:
+        """Return a new synchronous client; the caller closes it.
+
+        Args:
+            retry: Retry policy of the client; default :class:`RetryPolicy`.
+            limiter: Called before every HTTP attempt (request budgets); default none.
+
+        Raises:
+            ConfigurationError: When the key or the base URL is malformed.
+        """
+        return UseGrantClient(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            retry=retry,
+            limiter=limiter,
+        )
+
+    def get_async_client(
+        self, *, retry: RetryPolicy | None = None, limiter: RequestLimiter | None = None
+    ) -> AsyncUseGrantClient:
+        """Return a new asynchronous client; the caller closes it (``aclose``).
+
+        Args:
+            retry: Retry policy of the client; default :class:`RetryPolicy`.
+            limiter: Awaited before every HTTP attempt (request budgets); default none.
+
+        Raises:
+            ConfigurationError: When the key or the base URL is malformed.
+        """
+        return AsyncUseGrantClient(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            retry=retry,
+            limiter=limiter,
+        )

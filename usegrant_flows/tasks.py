@@ -1,0 +1,198 @@
+"""Prefect tasks that mint UseGrant access tokens.
+
+:func:`create_access_token` (sync) and :func:`acreate_access_token` (async) take the
+same arguments and return an :class:`~usegrant_flows.models.AccessToken`; a sync flow
+calls the sync task and never receives a coroutine.
+
+Two layers of retries, and how they multiply:
+
+* the client retries transient failures (connection errors, timeouts, 408, 429 with
+  ``Retry-After``, 5xx) inside one task run: at most 5 HTTP attempts, and no attempt
+  starts after 30 s (its timeout is cut to what is left of those 30 s);
+* Prefect retries the task run only when the final error is still transient
+  (:func:`usegrant_flows.errors.is_transient`): 2 task retries, after about 10 s and
+  30 s (jitter factor 0.5: at most 15 s and 45 s).
+
+Worst case for one call: 3 task runs x 5 attempts = **15 HTTP attempts**, in at most
+3 x 30 s + 15 s + 45 s = **150 seconds**. A 400, 401/403 or 404, or bad input
+(:class:`~usegrant_flows.errors.ConfigurationError`) fails the task run at once:
+1 HTTP attempt (0 for bad input), no task retry.
+
+Both tasks use ``cache_policy=NO_CACHE`` and ``persist_result=False``: a token is
+never written to Prefect's result storage. They log the token's fingerprint, ``jti``
+and expiry only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+
+from usegrant_flows.client import AsyncUseGrantClient, UseGrantClient
+from usegrant_flows.credentials import UseGrantCredentials
+from usegrant_flows.errors import is_transient
+from usegrant_flows.models import AccessToken
+
+__all__ = [
+    "TASK_RETRIES",
+    "TASK_RETRY_DELAYS",
+    "acreate_access_token",
+    "create_access_token",
+    "retry_if_transient",
+]
+
+#: Task-level retries on top of the client's own (see the module docstring).
+TASK_RETRIES = 2
+#: Seconds before each task retry (before jitter).
+TASK_RETRY_DELAYS = [10.0, 30.0]
+#: Prefect's jitter: a delay stays below ``delay * (1 + factor)``.
+TASK_RETRY_JITTER = 0.5
+
+
+def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: retry the task run only for a transient error.
+
+    Args:
+        task: The task (unused).
+        task_run: The failed task run (unused).
+        state: The Failed state; its data is the exception the task raised.
+
+    Returns:
+        True when the exception is transient (connection error, 408, 429, 5xx).
+    """
+    error = state.data
+    return isinstance(error, BaseException) and is_transient(error)
+
+
+_TASK_OPTIONS: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+    "retries": TASK_RETRIES,
+    "retry_delay_seconds": TASK_RETRY_DELAYS,
+    "retry_jitter_factor": TASK_RETRY_JITTER,
+    "retry_condition_fn": retry_if_transient,
+}
+
+
+def _client(credentials: UseGrantCredentials | None) -> UseGrantClient:
+    return credentials.get_client() if credentials is not None else UseGrantClient()
+
+
+def _async_client(credentials: UseGrantCredentials | None) -> AsyncUseGrantClient:
+    return credentials.get_async_client() if credentials is not None else AsyncUseGrantClient()
+
+
+def _log_minted(token: AccessToken) -> AccessToken:
+    get_run_logger().info(
+        "Minted UseGrant access token fingerprint=%s jti=%s expires_at=%s",
+        token.fingerprint,
+        token.jti,
+        token.expires_at.isoformat(),
+    )
+    return token
+
+
+@task(**_TASK_OPTIONS)
+def create_access_token(
+    usegrant_credentials: UseGrantCredentials | None = None,
+    *,
+    provider_id: str | UUID,
+    client_id: str | UUID,
+    expires_in: int | None = None,
+    use_jwt_type: bool | None = None,
+    audience_as_array: bool | None = None,
+    force_default_domain: bool | None = None,
+) -> AccessToken:
+    """Mint an access token for a provider's client.
+
+    Args:
+        usegrant_credentials: The credentials block; ``None`` reads
+            :class:`~usegrant_flows.settings.UseGrantSettings` (``USEGRANT_API_KEY``,
+            ``.env``, the OS keyring; ``USEGRANT_BASE_URL``).
+        provider_id: The provider's UUID.
+        client_id: The client's UUID.
+        expires_in: Token lifetime in seconds, 1..172800 (48 h); ``None`` lets the API
+            choose.
+        use_jwt_type: True sets the JWT header ``typ`` to ``jwt`` instead of ``at+jwt``.
+        audience_as_array: True makes the ``aud`` claim an array.
+        force_default_domain: True makes ``iss`` the provider's default domain.
+
+    Returns:
+        The token (kept in memory only: never persisted as a Prefect result).
+
+    Raises:
+        ConfigurationError: For bad arguments or credentials, before any request.
+        UseGrantAPIError: For an error answer, after retries when transient.
+        UseGrantConnectionError: When the API could not be reached, after retries.
+
+    Example:
+        In a flow (runs against a Prefect API and the UseGrant API, hence the skip):
+
+        >>> from prefect import flow
+        >>> from usegrant_flows import UseGrantCredentials, create_access_token
+        >>> @flow
+        ... def mint() -> str:
+        ...     token = create_access_token(
+        ...         UseGrantCredentials.load("BLOCK_NAME"),
+        ...         provider_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
+        ...         client_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
+        ...         expires_in=3600,
+        ...     )
+        ...     return token.fingerprint
+        >>> mint()  # doctest: +SKIP
+    """
+    with _client(usegrant_credentials) as client:
+        token = client.create_token(
+            provider_id,
+            client_id,
+            expires_in=expires_in,
+            use_jwt_type=use_jwt_type,
+            audience_as_array=audience_as_array,
+            force_default_domain=force_default_domain,
+        )
+    return _log_minted(token)
+
+
+@task(**_TASK_OPTIONS)
+async def acreate_access_token(
+    usegrant_credentials: UseGrantCredentials | None = None,
+    *,
+    provider_id: str | UUID,
+    client_id: str | UUID,
+    expires_in: int | None = None,
+    use_jwt_type: bool | None = None,
+    audience_as_array: bool | None = None,
+    force_default_domain: bool | None = None,
+) -> AccessToken:
+    """Async form of :func:`create_access_token`, with the same arguments and errors.
+
+    Example:
+        In an async flow (needs a Prefect API and the UseGrant API, hence the skip):
+
+        >>> from prefect import flow
+        >>> from usegrant_flows import UseGrantCredentials, acreate_access_token
+        >>> @flow
+        ... async def mint() -> str:
+        ...     token = await acreate_access_token(
+        ...         await UseGrantCredentials.aload("BLOCK_NAME"),
+        ...         provider_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
+        ...         client_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
+        ...     )
+        ...     return token.fingerprint
+        >>> import asyncio
+        >>> asyncio.run(mint())  # doctest: +SKIP
+    """
+    async with _async_client(usegrant_credentials) as client:
+        token = await client.create_token(
+            provider_id,
+            client_id,
+            expires_in=expires_in,
+            use_jwt_type=use_jwt_type,
+            audience_as_array=audience_as_array,
+            force_default_domain=force_default_domain,
+        )
+    return _log_minted(token)
