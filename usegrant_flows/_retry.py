@@ -21,7 +21,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_before_delay,
     wait_exponential,
     wait_random_exponential,
 )
@@ -223,8 +222,24 @@ async def _asleep(seconds: float) -> None:
         await anyio.sleep(seconds)
 
 
+class _StopBeforeDeadline(stop_base):
+    """Stop when the next attempt would start at or past the deadline.
+
+    Time spent is the larger of the real elapsed time and the sum of the waits
+    planned so far, so that :func:`set_testing` (which skips the sleeps) keeps the
+    same number of attempts as production.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        spent = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
+        return spent + retry_state.upcoming_sleep >= self._deadline
+
+
 def _stop(policy: RetryPolicy) -> stop_base:
-    return stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.deadline)
+    return stop_after_attempt(policy.max_attempts) | _StopBeforeDeadline(policy.deadline)
 
 
 def retrying(policy: RetryPolicy) -> Retrying:

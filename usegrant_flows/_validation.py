@@ -60,7 +60,7 @@ def check_uuid(name: str, value: object) -> str:
     """
     if isinstance(value, UUID):
         return str(value)
-    if isinstance(value, str) and _CANONICAL_UUID.match(value):
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
         return str(UUID(value))
     raise ConfigurationError(
         f"{name} must be a UUID (uuid.UUID or a string like "
@@ -113,7 +113,7 @@ def check_api_key(value: object) -> SecretStr:
         raise ConfigurationError(f"api_key must be a str or SecretStr; got {_describe(value)}")
     if not raw:
         raise ConfigurationError("api_key must not be empty")
-    if not _API_KEY.match(raw):
+    if not _API_KEY.fullmatch(raw):
         raise ConfigurationError(
             "api_key must be printable ASCII without whitespace or control characters "
             f"(got {len(raw)} characters, some not allowed)"
