@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -65,9 +66,18 @@ __all__ = [
     "RotationTarget",
     "SecretBlockSinkSpec",
     "SinkSpec",
+    "TokenFileFormat",
     "load_fleet_file",
     "parse_fleet",
 ]
+
+
+class TokenFileFormat(str, Enum):
+    """How a token file is laid out (see ``FileTokenSink``)."""
+
+    RAW = "raw"
+    JSON = "json"
+    DOTENV = "dotenv"
 
 
 class FileSinkSpec(BaseModel):
@@ -81,8 +91,8 @@ class FileSinkSpec(BaseModel):
         title="File path",
         description="Where to write the token; relative paths start at the fleet file's folder.",
     )
-    format: Literal["raw", "json", "dotenv"] = Field(
-        default="raw",
+    format: TokenFileFormat = Field(
+        default=TokenFileFormat.RAW,
         title="Format",
         description="raw: bare JWT; json: {accessToken, expiresAt, type}; dotenv: NAME=JWT.",
     )
@@ -143,8 +153,8 @@ class KeyringSinkSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Keyring")
 
     type: Literal["keyring"] = "keyring"
-    service: str = Field(min_length=1, title="Keyring service")
-    username: str = Field(min_length=1, title="Keyring username")
+    service: str = Field(default="usegrant-flows-tokens", min_length=1, title="Keyring service")
+    username: str = Field(default="access-token", min_length=1, title="Keyring username")
 
 
 class BlockSinkSpec(BaseModel):

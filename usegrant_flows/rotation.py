@@ -254,6 +254,34 @@ class RotationResult(BaseModel):
             "reason": self.reason or "",
         }
 
+    def to_markdown(self) -> str:
+        """Return a short markdown report for a person (never the token).
+
+        Example:
+            >>> r = RotationResult(target="aws", provider_id="p", client_id="c",
+            ...                    action=RotationAction.FRESH)
+            >>> print(r.to_markdown().splitlines()[0])
+            ### UseGrant token for client `c`: fresh
+        """
+        expiry = self.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") if self.expires_at else "-"
+        lines = [
+            f"### UseGrant token for client `{self.client_id}`: {self.action.value}",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| target | {self.target} |",
+            f"| provider | `{self.provider_id}` |",
+            f"| client | `{self.client_id}` |",
+            f"| fingerprint | `{self.fingerprint or '-'}` |",
+            f"| expires at | {expiry} |",
+            f"| written to | {', '.join(self.sinks_written) or '-'} |",
+        ]
+        if self.sinks_failed:
+            lines.append(f"| not written to | {', '.join(self.sinks_failed)} |")
+        if self.reason:
+            lines += ["", f"**What went wrong** ({self.error_class}): {self.reason}"]
+        return "\n".join(lines)
+
 
 def _one_line(text: str) -> str:
     line = " ".join(text.split())

@@ -1,0 +1,60 @@
+"""Keep a fleet of UseGrant tokens fresh in their sinks: the scheduled deployment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import State, flow, get_run_logger
+from prefect.states import Failed
+from pydantic import Field
+
+from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.fleet import RotationTarget, load_fleet_file
+from usegrant_flows.rotation import RotationResult, summarize_failures
+from usegrant_flows.rotation_tasks import publish_results, rotate_fleet, summary_line
+
+
+@flow(name="rotate-tokens", persist_result=False, log_prints=False)
+async def rotate_tokens(
+    targets: list[RotationTarget] | None = None,
+    targets_file: str | None = None,
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 32,
+    force: bool = False,
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 250,
+) -> list[RotationResult] | State:
+    """Mint the tokens that are due and write them to their sinks; skip the fresh ones.
+
+    The run fails, naming the targets, when any target ends ``failed`` (no valid token
+    where it should be); the other targets are still delivered. The run's table
+    artifact ``usegrant-rotation`` has one row per target, and every target emits a
+    ``usegrant.token.minted`` / ``.fresh`` / ``.failed`` event.
+
+    Args:
+        targets: Targets given directly (provider/client ids, options, sinks, policy).
+        targets_file: Path of a YAML or JSON fleet file, relative to the working
+            directory; its targets are added to ``targets``.
+        concurrency: Targets minted at once, 1..1000.
+        force: Mint every target, even those whose sinks hold fresh tokens.
+        batch_size: Targets per Prefect task, 1..5000 (a task per target would cost
+            tens of milliseconds each).
+    """
+    logger = get_run_logger()
+    try:
+        fleet = list(targets or [])
+        if targets_file:
+            fleet += load_fleet_file(targets_file)
+        if not fleet:
+            raise ConfigurationError("no targets: give `targets` or `targets_file`")
+        results = await rotate_fleet(
+            fleet, concurrency=concurrency, force=force, batch_size=batch_size
+        )
+    except ConfigurationError as exc:
+        logger.error("%s", exc)
+        return Failed(message=str(exc))
+    await publish_results(results)
+    logger.info("%s", summary_line(results))
+    message = summarize_failures(results)
+    if message:
+        logger.error("%s", message)
+        return Failed(message=message)
+    return results

@@ -1,0 +1,139 @@
+"""Rotation targets and fleet files (YAML/JSON), and the sink specs' fit with the sink blocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.fleet import (
+    BlockSinkSpec,
+    FileSinkSpec,
+    KeyringSinkSpec,
+    RotationTarget,
+    SecretBlockSinkSpec,
+    TokenFileFormat,
+    load_fleet_file,
+    parse_fleet,
+)
+
+P = "10000000-0000-4000-8000-000000000001"
+C = "20000000-0000-4000-8000-000000000001"
+
+
+def target(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "aws",
+        "provider_id": P,
+        "client_id": C,
+        "sinks": [{"type": "file", "path": "/run/aws.jwt"}],
+    }
+    return {**base, **overrides}
+
+
+def test_defaults_are_merged_into_every_target() -> None:
+    [t] = parse_fleet(
+        {"defaults": {"credentials": "prod", "expires_in": 900}, "targets": [target()]}
+    )
+    assert (t.credentials, t.expires_in) == ("prod", 900)
+
+
+def test_a_targets_own_keys_win_over_defaults() -> None:
+    [t] = parse_fleet({"defaults": {"expires_in": 900}, "targets": [target(expires_in=600)]})
+    assert t.expires_in == 600
+
+
+def test_a_bare_list_is_a_fleet() -> None:
+    assert [t.name for t in parse_fleet([target(), target(name="gcp")])] == ["aws", "gcp"]
+
+
+def test_a_string_sink_is_a_saved_block() -> None:
+    [t] = parse_fleet([target(sinks=["usegrant-webhook-token-sink/ops"])])
+    assert t.sinks == [BlockSinkSpec(block="usegrant-webhook-token-sink/ops")]
+
+
+def test_inline_sinks_are_picked_by_type() -> None:
+    [t] = parse_fleet(
+        [
+            target(
+                sinks=[
+                    {"type": "file", "path": "/a", "format": "json"},
+                    {"type": "secret-block", "secret_block_name": "aws-token"},
+                    {"type": "keyring"},
+                ]
+            )
+        ]
+    )
+    assert [type(s) for s in t.sinks] == [FileSinkSpec, SecretBlockSinkSpec, KeyringSinkSpec]
+
+
+def test_relative_file_paths_start_at_the_fleet_files_folder(tmp_path: Path) -> None:
+    fleet = tmp_path / "conf" / "fleet.yaml"
+    fleet.parent.mkdir()
+    fleet.write_text(
+        f"targets:\n  - name: aws\n    provider_id: {P}\n    client_id: {C}\n"
+        "    sinks:\n      - {type: file, path: tokens/aws.jwt}\n"
+    )
+    [t] = load_fleet_file(fleet)
+    assert t.sinks[0] == FileSinkSpec(path=str(tmp_path / "conf" / "tokens" / "aws.jwt"))
+
+
+def test_json_fleet_file_is_read(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(json.dumps({"targets": [target()]}))
+    assert [t.name for t in load_fleet_file(fleet)] == ["aws"]
+
+
+def test_missing_fleet_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"nope\.yaml"):
+        load_fleet_file(tmp_path / "nope.yaml")
+
+
+def test_invalid_target_error_names_the_target_and_the_field() -> None:
+    with pytest.raises(ConfigurationError, match=r"target aws: expires_in: .*172800"):
+        parse_fleet([target(expires_in=172801)])
+
+
+def test_duplicate_target_names_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="'aws' is used twice"):
+        parse_fleet([target(), target()])
+
+
+def test_unknown_top_level_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="unknown top-level keys"):
+        parse_fleet({"targets": [], "defualts": {}})
+
+
+def test_target_without_sinks_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="sinks"):
+        parse_fleet([target(sinks=[])])
+
+
+def test_file_mode_accepts_an_octal_string() -> None:
+    assert FileSinkSpec(path="/a", mode="0640").mode == 0o640  # type: ignore[arg-type]
+
+
+def test_token_options_leave_out_what_is_not_set() -> None:
+    t = RotationTarget.model_validate(target(expires_in=900, use_jwt_type=False))
+    assert t.token_options() == {"expires_in": 900, "use_jwt_type": False}
+
+
+def test_inline_sink_specs_match_their_sink_blocks_fields_and_defaults() -> None:
+    from usegrant_flows.sinks import FileTokenSink, KeyringTokenSink, SecretBlockSink
+
+    pairs = [
+        (FileSinkSpec, FileTokenSink),
+        (SecretBlockSinkSpec, SecretBlockSink),
+        (KeyringSinkSpec, KeyringTokenSink),
+    ]
+    for spec, sink in pairs:
+        spec_fields = {k: v for k, v in spec.model_fields.items() if k != "type"}
+        assert spec.model_fields["type"].default == sink.kind
+        assert set(spec_fields) <= set(sink.model_fields), spec
+        for name, field in spec_fields.items():
+            default = field.default
+            if isinstance(default, TokenFileFormat):
+                default = default.value
+            assert default == sink.model_fields[name].default, (spec, name)
