@@ -305,8 +305,9 @@ def create_app(state: EmulatorState) -> Starlette:
         await latency()
         response = await _token_answer(request)
         if response is None:
-            await _drop(request)
+            # Count first: the client may read the stats as soon as it sees the drop.
             state.answered(TOKEN_ROUTE, "dropped", client_param)
+            await _drop(request)
             return Response(status_code=204)  # never written: the connection is gone
         state.answered(TOKEN_ROUTE, str(response.status_code), client_param)
         return response
