@@ -131,7 +131,8 @@ def test_retry_after_is_the_whole_seconds_until_a_slot_frees(
     refused = post(http, emu)
     elapsed = time.monotonic() - started
     assert refused.status_code == 429
-    assert int(refused.headers["Retry-After"]) == max(1, math.ceil(2.0 - elapsed))
+    # The first admitted request arrived between `started` and `started + elapsed`.
+    assert max(1, math.ceil(2.0 - elapsed)) <= int(refused.headers["Retry-After"]) <= 2
 
 
 def test_waiting_retry_after_frees_a_slot(http: httpx.Client, emu: RunningEmulator) -> None:
