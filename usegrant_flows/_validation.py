@@ -1,6 +1,6 @@
-"""Client-side checks run before any request is sent.
+"""Client-side checks: arguments before any request is sent, answers after.
 
-Every check raises :class:`~usegrant_flows.errors.ConfigurationError` naming the
+Every argument check raises :class:`~usegrant_flows.errors.ConfigurationError` naming the
 argument and the allowed values. Messages never quote a rejected string (it might be
 a key pasted into the wrong place); they give its type and length instead.
 """
@@ -13,10 +13,18 @@ import re
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import SecretStr
+import httpx
+from pydantic import SecretStr, ValidationError
 
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import MAX_EXPIRES_IN
+from usegrant_flows._retry import parse_retry_after
+from usegrant_flows.errors import (
+    ConfigurationError,
+    InvalidResponseError,
+    RateLimitError,
+    UseGrantAPIError,
+    api_error_for_status,
+)
+from usegrant_flows.models import MAX_EXPIRES_IN, AccessToken
 
 __all__ = [
     "check_api_key",
@@ -25,6 +33,7 @@ __all__ = [
     "check_flag",
     "check_timeout",
     "check_uuid",
+    "parse_token_response",
 ]
 
 _CANONICAL_UUID = re.compile(
@@ -32,6 +41,8 @@ _CANONICAL_UUID = re.compile(
 )
 # Printable ASCII without the space: anything else could split or forge an HTTP header.
 _API_KEY = re.compile(r"^[\x21-\x7e]+$")
+_MAX_ERROR_MESSAGE = 300
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BASE_URL_RULE = (
     "an https:// URL, or http:// to a loopback host (127.0.0.0/8, ::1, localhost), "
     "without user info, query or fragment"
@@ -185,3 +196,93 @@ def check_timeout(value: object) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ConfigurationError(f"timeout must be a finite number of seconds > 0; got {value}")
     return float(value)
+
+
+def _scrub(text: str, api_key: str) -> str:
+    """Remove the API key and anything JWT-shaped from server-provided text."""
+    text = text.replace(api_key, "[redacted]") if api_key else text
+    text = _JWT_LIKE.sub("[redacted JWT]", text)
+    text = " ".join(text.split())  # one line, no control characters
+    if len(text) > _MAX_ERROR_MESSAGE:
+        text = text[: _MAX_ERROR_MESSAGE - 3] + "..."
+    return text
+
+
+def parse_token_response(response: httpx.Response, api_key: str) -> AccessToken:
+    """Return the token of a 200 or 201 answer, or raise the matching error.
+
+    Args:
+        response: The API's answer, body read.
+        api_key: The key the request carried, scrubbed out of any server message.
+
+    Raises:
+        UseGrantAPIError: For 4xx/5xx (the subclass matches the status), with the
+            body's ``code`` and ``message`` when it is JSON, else a short description.
+        InvalidResponseError: For any other status, or a 200/201 without a usable
+            token. The message never quotes the body or the token.
+    """
+    status = response.status_code
+    if status in (200, 201):
+        return _token_from(response)
+    if 400 <= status <= 599:
+        raise _api_error(response, api_key)
+    raise InvalidResponseError(
+        f"UseGrant API answered {status}; expected 201 (or 200) with a token"
+    )
+
+
+def _token_from(response: httpx.Response) -> AccessToken:
+    status = response.status_code
+    try:
+        data = response.json()
+    except ValueError:
+        raise InvalidResponseError(
+            f"UseGrant API answered {status} with a body that is not JSON"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidResponseError(
+            f"UseGrant API answered {status} with JSON that is not an object"
+        )
+    try:
+        return AccessToken.model_validate(data)
+    except ValidationError as exc:
+        # Never chain or quote the ValidationError: its text can hold input values.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        )
+        raise InvalidResponseError(
+            f"UseGrant API answered {status} with an unusable token ({problems})"
+        ) from None
+
+
+def _api_error(response: httpx.Response, api_key: str) -> UseGrantAPIError:
+    status = response.status_code
+    code: str | None = None
+    message: str | None = None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        raw_code, raw_message = data.get("code"), data.get("message")
+        if isinstance(raw_code, (str, int)) and not isinstance(raw_code, bool):
+            code = _scrub(str(raw_code), api_key) or None
+        if isinstance(raw_message, str):
+            message = _scrub(raw_message, api_key) or None
+    if message is None:
+        message = _describe_body(response)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    error = api_error_for_status(status, code, message, retry_after)
+    if retry_after is not None and not isinstance(error, RateLimitError):
+        # 503 and 408 may carry Retry-After too; the retry wait reads it from here.
+        error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
+
+
+def _describe_body(response: httpx.Response) -> str:
+    reason = response.reason_phrase or f"HTTP {response.status_code}"
+    if not response.content.strip():
+        return f"{reason} (empty body)"
+    media = response.headers.get("Content-Type", "").split(";")[0].strip() or "unknown"
+    return f"{reason} (a {media} body without a UseGrant error code)"

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,13 +26,13 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
+from tenacity import AsyncRetrying, Retrying
 
 from usegrant_flows import _validation
 from usegrant_flows._retry import (
     RetryPolicy,
     async_retrying,
-    parse_retry_after,
     retrying,
     set_testing,
 )
@@ -41,10 +40,7 @@ from usegrant_flows._version import __version__
 from usegrant_flows.errors import (
     ConfigurationError,
     InvalidResponseError,
-    RateLimitError,
-    UseGrantAPIError,
     UseGrantConnectionError,
-    api_error_for_status,
 )
 from usegrant_flows.models import AccessToken, TokenRequest
 from usegrant_flows.settings import load_settings
@@ -63,8 +59,6 @@ USER_AGENT = f"usegrant-flows/{__version__}"
 #: sharply with many connections in one pool (32 in one: ~330 req/s; 8 pools of 4:
 #: ~1,300 req/s on our 2-core machines).
 CONNECTIONS_PER_ASYNC_POOL = 4
-_MAX_ERROR_MESSAGE = 300
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 class RequestLimiter(Protocol):
@@ -86,16 +80,6 @@ class _PreparedRequest:
     path: str
     body: dict[str, Any]
     started: float  # time.monotonic() when the call began
-
-
-def _scrub(text: str, api_key: str) -> str:
-    """Remove the API key and anything JWT-shaped from server-provided text."""
-    text = text.replace(api_key, "[redacted]") if api_key else text
-    text = _JWT_LIKE.sub("[redacted JWT]", text)
-    text = " ".join(text.split())  # one line, no control characters
-    if len(text) > _MAX_ERROR_MESSAGE:
-        text = text[: _MAX_ERROR_MESSAGE - 3] + "..."
-    return text
 
 
 def _check_max_connections(value: object) -> int:
@@ -178,75 +162,13 @@ class _ClientCore:
 
     def parse(self, response: httpx.Response) -> AccessToken:
         """Return the token of a 200/201 answer, or raise the matching error."""
-        status = response.status_code
-        if status in (200, 201):
-            return self._token_from(response)
-        if 400 <= status <= 599:
-            raise self._api_error(response)
-        raise InvalidResponseError(
-            f"UseGrant API answered {status}; expected 201 (or 200) with a token"
-        )
+        return _validation.parse_token_response(response, self.api_key.get_secret_value())
 
-    def _token_from(self, response: httpx.Response) -> AccessToken:
-        status = response.status_code
-        try:
-            data = response.json()
-        except ValueError:
-            raise InvalidResponseError(
-                f"UseGrant API answered {status} with a body that is not JSON"
-            ) from None
-        if not isinstance(data, dict):
-            raise InvalidResponseError(
-                f"UseGrant API answered {status} with JSON that is not an object"
-            )
-        try:
-            return AccessToken.model_validate(data)
-        except ValidationError as exc:
-            # Never chain or quote the ValidationError: its text can hold input values.
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
-                for err in exc.errors(include_url=False, include_input=False, include_context=False)
-            )
-            raise InvalidResponseError(
-                f"UseGrant API answered {status} with an unusable token ({problems})"
-            ) from None
-
-    def _api_error(self, response: httpx.Response) -> UseGrantAPIError:
-        status = response.status_code
-        code: str | None = None
-        message: str | None = None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            raw_code, raw_message = data.get("code"), data.get("message")
-            if isinstance(raw_code, (str, int)) and not isinstance(raw_code, bool):
-                code = _scrub(str(raw_code), self.api_key.get_secret_value()) or None
-            if isinstance(raw_message, str):
-                message = _scrub(raw_message, self.api_key.get_secret_value()) or None
-        if message is None:
-            message = self._describe_body(response)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        error = api_error_for_status(status, code, message, retry_after)
-        if retry_after is not None and not isinstance(error, RateLimitError):
-            # 503 and 408 may carry Retry-After too; the retry wait reads it from here.
-            error.retry_after = retry_after  # type: ignore[attr-defined]
-        return error
-
-    @staticmethod
-    def _describe_body(response: httpx.Response) -> str:
-        reason = response.reason_phrase or f"HTTP {response.status_code}"
-        if not response.content.strip():
-            return f"{reason} (empty body)"
-        media = response.headers.get("Content-Type", "").split(";")[0].strip() or "unknown"
-        return f"{reason} (a {media} body without a UseGrant error code)"
-
-    def retrying(self) -> Any:
+    def retrying(self) -> Retrying:
         """Return a fresh tenacity ``Retrying`` for one sync call."""
         return retrying(self.retry)
 
-    def async_retrying(self) -> Any:
+    def async_retrying(self) -> AsyncRetrying:
         """Return a fresh tenacity ``AsyncRetrying`` for one async call."""
         return async_retrying(self.retry)
 
