@@ -79,7 +79,8 @@ class SecretBlockSink(TokenSink):
             SinkError: When the Prefect API refused the write; the previous block
                 document is left as it was.
         """
-        secret = Secret[str](value=SecretStr(token.access_token.get_secret_value()))
+        # Not Secret[str]: a parametrized class registers under another block type slug.
+        secret: Secret[str] = Secret(value=SecretStr(token.access_token.get_secret_value()))
         try:
             await secret.asave(self.secret_block_name, overwrite=True)
         except Exception as exc:

@@ -1,0 +1,76 @@
+"""SecretBlockSink: the Secret block holds the bare JWT; read() gives the token back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from prefect.blocks.system import Secret
+from pydantic import ValidationError
+
+from usegrant_flows.models import AccessToken
+from usegrant_flows.sinks import SecretBlockSink, SinkError
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+MakeToken = Callable[..., AccessToken]
+
+
+def test_secret_get_gives_consumers_the_bare_jwt(make_token: MakeToken) -> None:
+    token = make_token()
+    SecretBlockSink(secret_block_name="sink-get").write(token)
+    value = Secret.load("sink-get", _sync=True).get()  # type: ignore[call-arg]
+    assert value == token.access_token.get_secret_value()
+
+
+def test_read_returns_the_written_token_with_expiry_from_exp(make_token: MakeToken) -> None:
+    token = make_token(lifetime=1200)
+    sink = SecretBlockSink(secret_block_name="sink-read")
+    sink.write(token)
+    back = sink.read()
+    assert back is not None
+    assert back.fingerprint == token.fingerprint
+    assert back.expires_at == token.expires_at
+
+
+def test_write_overwrites_the_previous_token(make_token: MakeToken) -> None:
+    sink = SecretBlockSink(secret_block_name="sink-overwrite")
+    sink.write(make_token())
+    newer = make_token()
+    sink.write(newer)
+    back = sink.read()
+    assert back is not None
+    assert back.fingerprint == newer.fingerprint
+
+
+def test_read_returns_none_when_the_block_does_not_exist() -> None:
+    assert SecretBlockSink(secret_block_name="sink-never-written").read() is None
+
+
+def test_read_of_a_secret_that_is_not_a_jwt_raises_without_quoting_it() -> None:
+    Secret(value="hunter2-not-a-jwt").save("sink-garbage", overwrite=True, _sync=True)  # type: ignore[call-arg]
+    with pytest.raises(SinkError) as caught:
+        SecretBlockSink(secret_block_name="sink-garbage").read()
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_async_twins_write_and_read(make_token: MakeToken) -> None:
+    token = make_token()
+    sink = SecretBlockSink(secret_block_name="sink-async")
+    await sink.awrite(token)
+    back = await sink.aread()
+    assert back is not None
+    assert back.fingerprint == token.fingerprint
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "under_score", "-dash", "dash-", "a b"])
+def test_refuses_a_name_prefect_would_not_accept(name: str) -> None:
+    with pytest.raises(ValidationError, match="secret_block_name"):
+        SecretBlockSink(secret_block_name=name)
+
+
+def test_describe_and_readability() -> None:
+    sink = SecretBlockSink(secret_block_name="aws-token")
+    assert sink.describe() == "secret block aws-token"
+    assert SecretBlockSink.readable is True
+    assert SecretBlockSink.kind == "secret-block"
