@@ -30,7 +30,9 @@ def _print_banner(state: EmulatorState, base_url: str) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]UseGrant emulator[/bold] listening on [cyan]{base_url}[/cyan]")
+    console.print(
+        f"[bold]UseGrant emulator[/bold] listening on [cyan]{base_url}[/cyan]", soft_wrap=True
+    )
     table = Table(title="Providers and clients")
     for column in ("provider", "client", "audience", "subject", "issuer"):
         table.add_column(column, overflow="fold")
@@ -46,10 +48,13 @@ def _print_banner(state: EmulatorState, base_url: str) -> None:
     console.print(table)
     console.print("API keys (the emulator's own throwaway dev keys, not real UseGrant keys):")
     for key in state.seed.api_keys:
-        console.print(f"  {key.get_secret_value()}", markup=False, highlight=False)
-    console.print(f"JWKS: {base_url}/.well-known/jwks   stats: {base_url}/_emulator/stats")
+        console.print(f"  {key.get_secret_value()}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"JWKS: {base_url}/.well-known/jwks   stats: {base_url}/_emulator/stats",
+        soft_wrap=True,
+    )
     faults = state.faults.model_dump()
-    console.print(f"Faults: {faults}", markup=False, highlight=False)
+    console.print(f"Faults: {faults}", markup=False, highlight=False, soft_wrap=True)
     console.print("Press Ctrl-C to stop.")
 
 
@@ -110,11 +115,11 @@ def serve(
         drop_rate=drop_rate,
     )
     sock = bind_socket(host, port)
-    bound_port = sock.getsockname()[1]
-    shown_host = f"[{host}]" if ":" in host else host
-    _print_banner(state, f"http://{shown_host}:{bound_port}")
-    sys.stdout.flush()
     try:
+        bound_port = sock.getsockname()[1]
+        shown_host = f"[{host}]" if ":" in host else host
+        _print_banner(state, f"http://{shown_host}:{bound_port}")
+        sys.stdout.flush()
         build_server(state).run(sockets=[sock])
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal.
