@@ -12,7 +12,7 @@ secret field and shows it obfuscated in the UI; it never appears in a repr or a 
 from __future__ import annotations
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from usegrant_flows.client import (
     AsyncUseGrantClient,
@@ -64,6 +64,9 @@ class UseGrantCredentials(CredentialsBlock):
         ...     client.base_url
         'http://127.0.0.1:8080'
     """
+
+    # A rejected value (a key pasted in the wrong field, say) never shows in an error.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "UseGrant Credentials"
     _logo_url = LOGO_URL

@@ -103,3 +103,9 @@ def test_block_type_name() -> None:
 
 def test_the_package_exports_the_block_lazily() -> None:
     assert LazyCredentials is UseGrantCredentials
+
+
+def test_a_validation_error_does_not_quote_the_rejected_value() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _credentials(timeout="usegrant_key_pasted_in_the_wrong_field")
+    assert "usegrant_key_pasted" not in str(caught.value)

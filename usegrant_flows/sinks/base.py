@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import anyio.to_thread
 from prefect.blocks.core import Block
 from prefect.utilities.asyncutils import run_coro_as_sync
-from pydantic import HttpUrl, SecretStr
+from pydantic import ConfigDict, HttpUrl, SecretStr
 
 from usegrant_flows.errors import UseGrantError
 from usegrant_flows.models import AccessToken
@@ -93,6 +93,9 @@ class TokenSink(Block, ABC):
     ``read`` (or ``awrite`` and ``aread`` with ``_native_async = True``) and
     ``describe``.
     """
+
+    # A rejected value (a URL with a credential in it, say) never shows in an error.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     #: Short name of the sink's kind, e.g. ``"file"``; used in fleet files.
     kind: ClassVar[str] = ""
