@@ -155,9 +155,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 def retry_after_of(exc: BaseException | None) -> float | None:
     """Return the ``Retry-After`` seconds an API error carried, if any."""
     if isinstance(exc, UseGrantAPIError):
-        value = getattr(exc, "retry_after", None)
-        if isinstance(value, (int, float)):
-            return float(value)
+        return exc.retry_after
     return None
 
 

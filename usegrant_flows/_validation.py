@@ -20,7 +20,6 @@ from usegrant_flows._retry import parse_retry_after
 from usegrant_flows.errors import (
     ConfigurationError,
     InvalidResponseError,
-    RateLimitError,
     UseGrantAPIError,
     api_error_for_status,
 )
@@ -273,11 +272,7 @@ def _api_error(response: httpx.Response, api_key: str) -> UseGrantAPIError:
     if message is None:
         message = _describe_body(response)
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    error = api_error_for_status(status, code, message, retry_after)
-    if retry_after is not None and not isinstance(error, RateLimitError):
-        # 503 and 408 may carry Retry-After too; the retry wait reads it from here.
-        error.retry_after = retry_after  # type: ignore[attr-defined]
-    return error
+    return api_error_for_status(status, code, message, retry_after)
 
 
 def _describe_body(response: httpx.Response) -> str:

@@ -12,7 +12,7 @@ catches it all. The tree, top to bottom::
         ├── BadRequestError       400
         ├── AuthenticationError   401, 403
         ├── NotFoundError         404
-        ├── RateLimitError        429 (.retry_after)
+        ├── RateLimitError        429 (.retry_after, as on every API error)
         └── ServerError           5xx
 
 No message in this tree ever contains an API key or an access token: messages are
@@ -69,12 +69,21 @@ class UseGrantAPIError(UseGrantError):
         code: The ``code`` field of the error body, or ``None`` when absent.
         message: The ``message`` field of the error body, or a short description of
             the status when the body had none (an HTML page from a proxy, say).
+        retry_after: Seconds (>= 0) the answer's ``Retry-After`` header asked us to
+            wait (429, 503 and 408 carry it), or ``None``.
     """
 
-    def __init__(self, status_code: int, code: str | None = None, message: str | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        code: str | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ):
         self.status_code = status_code
         self.code = code
         self.message = message or f"HTTP {status_code}"
+        self.retry_after = retry_after
         text = f"UseGrant API answered {status_code}"
         if code:
             text += f" ({code})"
@@ -82,7 +91,7 @@ class UseGrantAPIError(UseGrantError):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keep exceptions picklable (Prefect ships them across processes).
-        return (type(self), (self.status_code, self.code, self.message))
+        return (type(self), (self.status_code, self.code, self.message, self.retry_after))
 
 
 class BadRequestError(UseGrantAPIError):
@@ -98,25 +107,7 @@ class NotFoundError(UseGrantAPIError):
 
 
 class RateLimitError(UseGrantAPIError):
-    """Raised on 429: the API key's request quota is spent.
-
-    Attributes:
-        retry_after: Seconds (>= 0) the API asked us to wait, from ``Retry-After``;
-            ``None`` when the header was absent or unparseable.
-    """
-
-    def __init__(
-        self,
-        status_code: int = 429,
-        code: str | None = None,
-        message: str | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(status_code, code, message)
-        self.retry_after = retry_after
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.status_code, self.code, self.message, self.retry_after))
+    """Raised on 429: the API key's request quota is spent (see ``retry_after``)."""
 
 
 class ServerError(UseGrantAPIError):
@@ -135,15 +126,15 @@ def api_error_for_status(
         status_code: HTTP status, 400..599.
         code: The body's ``code`` field, if any.
         message: The body's ``message`` field, if any.
-        retry_after: Parsed ``Retry-After`` in seconds, used for 429 only.
+        retry_after: Parsed ``Retry-After`` in seconds, if the answer had one.
 
     Returns:
         An instance of the most specific class for the status.
     """
-    if status_code == 429:
-        return RateLimitError(status_code, code, message, retry_after)
     cls: type[UseGrantAPIError]
-    if status_code == 400:
+    if status_code == 429:
+        cls = RateLimitError
+    elif status_code == 400:
         cls = BadRequestError
     elif status_code in (401, 403):
         cls = AuthenticationError
@@ -153,7 +144,7 @@ def api_error_for_status(
         cls = ServerError
     else:
         cls = UseGrantAPIError
-    return cls(status_code, code, message)
+    return cls(status_code, code, message, retry_after)
 
 
 def is_transient(exc: BaseException) -> bool:
