@@ -117,3 +117,16 @@ def test_loopback_hosts_are_recognised(host: str) -> None:
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
 def test_other_hosts_are_not_loopback(host: str) -> None:
     assert not _is_loopback(host)
+
+
+def test_bad_flag_value_exits_with_a_message_naming_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "usegrant_flows.emulator", "--port", "0", "--fail-rate", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "fail_rate" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ from typing import Annotated
 from cyclopts import Parameter
 
 from usegrant_flows.emulator.app import EmulatorState
+from usegrant_flows.errors import ConfigurationError
 
 __all__ = ["serve"]
 
@@ -93,6 +94,9 @@ def serve(
         rate_window: Rate-limit window in seconds (sliding window log).
         drop_rate: Share of token requests closed without an answer, 0..1.
         random_seed: Seed of the fault draws, for reproducible runs.
+
+    Raises:
+        SystemExit: A bad seed or fault setting, or the address cannot be bound.
     """
     from usegrant_flows.emulator.server import bind_socket, build_server, make_state
 
@@ -104,17 +108,20 @@ def serve(
             "can mint emulator tokens with the printed dev key",
             file=sys.stderr,
         )
-    state = make_state(
-        seed,
-        random_seed=random_seed,
-        latency_ms=latency_ms,
-        fail_rate=fail_rate,
-        fail_status=fail_status,
-        rate_limit=rate_limit,
-        rate_window=rate_window,
-        drop_rate=drop_rate,
-    )
-    sock = bind_socket(host, port)
+    try:
+        state = make_state(
+            seed,
+            random_seed=random_seed,
+            latency_ms=latency_ms,
+            fail_rate=fail_rate,
+            fail_status=fail_status,
+            rate_limit=rate_limit,
+            rate_window=rate_window,
+            drop_rate=drop_rate,
+        )
+        sock = bind_socket(host, port)
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
     try:
         bound_port = sock.getsockname()[1]
         shown_host = f"[{host}]" if ":" in host else host
