@@ -22,6 +22,8 @@ import pytest
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="usegrant-tests-prefect-home-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
+# Tests only talk to loopback: no telemetry from the Prefect servers they start.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
 
