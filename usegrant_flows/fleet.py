@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -130,7 +131,7 @@ class FileSinkSpec(BaseModel):
         base = (info.context or {}).get("base_dir")
         path = Path(value).expanduser()
         if base is not None and not path.is_absolute():
-            path = Path(base) / path
+            path = Path(os.path.normpath(Path(base) / path))
         return str(path)
 
 

@@ -137,3 +137,16 @@ def test_inline_sink_specs_match_their_sink_blocks_fields_and_defaults() -> None
             if isinstance(default, TokenFileFormat):
                 default = default.value
             assert default == sink.model_fields[name].default, (spec, name)
+
+
+def test_the_example_fleet_file_of_the_deployment_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "flows" / "fleet.example.yaml"
+    targets = load_fleet_file(example)
+    assert [t.name for t in targets] == [
+        "aws-web-identity",
+        "gcp-workload-identity",
+        "azure-federated",
+    ]
+    assert all(t.credentials == "usegrant" for t in targets)
+    first = targets[0].sinks[0]
+    assert isinstance(first, FileSinkSpec) and ".." not in first.path
