@@ -19,6 +19,7 @@ log tail.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -26,13 +27,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+
+T = TypeVar("T")
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
@@ -253,14 +256,40 @@ class PrefectServer:
 
     @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
-        """Point Prefect clients created in THIS process at the server, temporarily.
+        """Point Prefect clients created in THIS thread at the server, temporarily.
 
-        Example: ``with prefect_server.settings(): Secret.load("name").get()``.
+        Prefer :meth:`call`: in a thread where an event loop is running (Playwright's
+        sync API runs one), Prefect's sync-compatible methods return coroutines.
         """
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
             yield
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float = 60.0, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` with Prefect pointed at the server, in a fresh thread.
+
+        The fresh thread has no event loop, so Prefect's sync API behaves as sync there
+        whatever runs in the test's thread (pytest-asyncio, Playwright).
+
+        Args:
+            fn: A callable using Prefect's client API, e.g. ``Secret.load``.
+            *args: Its positional arguments.
+            timeout: Seconds to wait for it.
+            **kwargs: Its keyword arguments.
+
+        Returns:
+            What ``fn`` returned (its exception is raised here).
+
+        Example: ``prefect_server.call(lambda: Secret.load("name").get())``.
+        """
+
+        def run() -> T:
+            with self.settings():
+                return fn(*args, **kwargs)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(run).result(timeout=timeout)
 
 
 def _server_env(home: Path, api_url: str) -> dict[str, str]:
@@ -358,10 +387,9 @@ def registered_blocks(prefect_server: PrefectServer) -> None:
 def credentials_block(prefect_server: PrefectServer, registered_blocks: None, emulator: Any) -> str:
     """Save a ``UseGrantCredentials`` block that points at the emulator; return its name."""
     from pydantic import SecretStr
+
     from usegrant_flows.credentials import UseGrantCredentials
 
-    with prefect_server.settings():
-        UseGrantCredentials(api_key=SecretStr(emulator.api_key), base_url=emulator.base_url).save(
-            E2E_CREDENTIALS_BLOCK, overwrite=True
-        )
+    block = UseGrantCredentials(api_key=SecretStr(emulator.api_key), base_url=emulator.base_url)
+    prefect_server.call(block.save, E2E_CREDENTIALS_BLOCK, overwrite=True)
     return E2E_CREDENTIALS_BLOCK

@@ -1,0 +1,301 @@
+"""Issue 6: a person starts the mint-token deployment from the Prefect UI's "Custom run" form.
+
+Against a real Prefect server (API + UI) with our blocks registered, a UseGrantCredentials
+block pointing at the emulator and the mint-token deployment of ``prefect.yaml``,
+headless Chromium opens the UI at its root (the server's default UI), goes to the
+deployment, opens Run -> Custom run, fills in provider id, client id, expiry, the
+credentials block and a Secret block to write to, and submits. A process worker runs the
+flow once. The UI must then show the run Completed with our artifact, and the Secret
+block must hold a token that verifies against the emulator's JWKS.
+
+Chromium is Debian's (``apt-get install -y chromium``, ``/usr/bin/chromium``); no browser
+is downloaded at run time. The browser may only talk to 127.0.0.1: every other request is
+aborted (the UI bundle would otherwise try to reach an analytics host), and host name
+resolution is disabled except for loopback.
+
+Screenshots of the form, the refused form and the finished run are written to
+``test-outputs/ui-custom-run/`` on every run.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import PrefectServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # No DNS: nothing but loopback can be reached even if a request slips past the route.
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+UI_TIMEOUT_MS = 30_000  # any single UI wait, milliseconds
+MINT_ENTRYPOINT = "flows/mint_token.py:mint_token"
+ARTIFACT_KEY = "usegrant-mint-token"  # flows/mint_token.py ARTIFACT_KEY
+SECRET_BLOCK = "e2e-ui-mint-token"
+EXPIRES_IN = 900  # seconds
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OUTPUT_DIR = REPO_ROOT / "test-outputs" / "ui-custom-run"
+
+
+@dataclass(frozen=True)
+class MintDeployment:
+    """The deployed mint-token deployment."""
+
+    id: str
+    name: str
+    pool: str
+
+
+@dataclass(frozen=True)
+class UIRun:
+    """A flow run created by submitting the Custom run form."""
+
+    flow_run_id: str
+    flow_run_name: str
+    provider_id: str
+    client_id: str
+    audience: str
+    issuer: str
+
+
+def _mint_token_spec() -> dict[str, Any]:
+    """Return the prefect.yaml deployment whose entrypoint is the mint-token flow."""
+    project = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    specs = [d for d in project["deployments"] if d.get("entrypoint") == MINT_ENTRYPOINT]
+    assert len(specs) == 1, f"prefect.yaml must have one deployment of {MINT_ENTRYPOINT}"
+    return dict(specs[0])
+
+
+@pytest.fixture(scope="module")
+def mint_deployment(prefect_server: PrefectServer, registered_blocks: None) -> MintDeployment:
+    """Deploy the mint-token deployment of prefect.yaml, the way a user does."""
+    spec = _mint_token_spec()
+    pool = spec["work_pool"]["name"]
+    prefect_server.run_cli("work-pool", "create", pool, "--type", "process", "--overwrite")
+    prefect_server.run_cli("--no-prompt", "deploy", "--name", spec["name"], cwd=REPO_ROOT)
+    deployment = prefect_server.api("GET", f"/deployments/name/mint-token/{spec['name']}")
+    return MintDeployment(id=deployment["id"], name=deployment["name"], pool=pool)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium, for the module."""
+    assert CHROMIUM.exists(), "Chromium is missing: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def loopback_page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context and page that can reach 127.0.0.1 only."""
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context.route(lambda url: not url.startswith("http://127.0.0.1:"), lambda r: r.abort())
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page that can reach 127.0.0.1 only."""
+    with loopback_page(browser) as page:
+        yield page
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot under test-outputs/ui-custom-run/ and return its path."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT_DIR / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def parameter_label(name: str) -> re.Pattern[str]:
+    """The accessible name the form gives a flow parameter: ``name`` or ``name (Optional)``."""
+    return re.compile(rf"^{re.escape(name)}( \(Optional\))?$")
+
+
+def open_custom_run_form(page: Page, server: PrefectServer, deployment: MintDeployment) -> None:
+    """Navigate like a person: UI home -> Deployments -> the deployment -> Run -> Custom run."""
+    page.goto(server.ui_url)
+    page.get_by_role("link", name="Deployments", exact=True).click()
+    # The flow is called like the deployment: take the link to the deployment page.
+    page.get_by_role("link", name=deployment.name, exact=True).and_(
+        page.locator('a[href*="/deployments/deployment/"]')
+    ).click()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Custom run").click()
+    expect(page.get_by_role("heading", name="Parameters")).to_be_visible()
+
+
+def fill_text(page: Page, name: str, value: str) -> None:
+    """Fill a ``str`` or ``UUID`` parameter."""
+    page.get_by_role("textbox", name=parameter_label(name)).fill(value)
+
+
+def fill_int(page: Page, name: str, value: int) -> None:
+    """Fill an ``int`` parameter (rendered as a number input)."""
+    page.get_by_role("spinbutton", name=parameter_label(name)).fill(str(value))
+
+
+def fill_optional_text(page: Page, name: str, value: str) -> None:
+    """Fill a ``str | None`` parameter: the form shows it as tabs "str" / "None"."""
+    field = (
+        page.locator("div")
+        .filter(has=page.get_by_text(parameter_label(name)))
+        .filter(has=page.get_by_role("tab", name="str", exact=True))
+        .last  # the innermost element holding both: the parameter's own field
+    )
+    field.get_by_role("tab", name="str", exact=True).click()
+    field.get_by_role("textbox").fill(value)
+
+
+def fill_mint_form(page: Page, run: dict[str, str], expires_in: int, credentials: str) -> None:
+    """Fill the mint-token parameters: ids, expiry, credentials block, Secret block sink."""
+    fill_text(page, "provider_id", run["provider_id"])
+    fill_text(page, "client_id", run["client_id"])
+    fill_int(page, "expires_in", expires_in)
+    fill_optional_text(page, "credentials_block", credentials)
+    fill_optional_text(page, "secret_block_name", SECRET_BLOCK)
+
+
+@pytest.fixture(scope="module")
+def ui_run(
+    browser: Browser,
+    prefect_server: PrefectServer,
+    mint_deployment: MintDeployment,
+    credentials_block: str,
+    emulator: Any,
+) -> UIRun:
+    """Submit the Custom run form once and let a process worker run the flow."""
+    provider = emulator.seed.providers[0]
+    client = provider.clients[0]
+    inputs = {"provider_id": str(provider.id), "client_id": str(client.id)}
+    with loopback_page(browser) as page:
+        open_custom_run_form(page, prefect_server, mint_deployment)
+        fill_mint_form(page, inputs, EXPIRES_IN, credentials_block)
+        screenshot(page, "custom-run-form.png")
+        page.get_by_role("button", name="Submit", exact=True).click()
+        # The UI confirms with a toast "<run name> scheduled to start now" + "View run".
+        view_run = page.get_by_role("link", name="View run")
+        expect(view_run).to_be_visible()
+        href = view_run.get_attribute("href") or ""
+    flow_run_id = href.rstrip("/").rsplit("/", 1)[-1]
+    uuid.UUID(flow_run_id)  # the link names the new flow run
+    prefect_server.start_worker(mint_deployment.pool, run_once=True)
+    flow_run = prefect_server.wait_for_flow_run(flow_run_id)
+    return UIRun(
+        flow_run_id=flow_run_id,
+        flow_run_name=flow_run["name"],
+        audience=client.audience,
+        issuer=provider.issuer(),
+        **inputs,
+    )
+
+
+def read_secret_token(server: PrefectServer) -> Any:
+    """Return the AccessToken the Secret block holds, read through our own sink."""
+    from usegrant_flows.sinks import SecretBlockSink
+
+    return server.call(SecretBlockSink(secret_block_name=SECRET_BLOCK).read)
+
+
+def test_custom_run_form_passes_typed_parameters_to_the_flow_run(
+    prefect_server: PrefectServer, ui_run: UIRun, credentials_block: str
+) -> None:
+    typed = {
+        "provider_id": ui_run.provider_id,
+        "client_id": ui_run.client_id,
+        "expires_in": EXPIRES_IN,
+        "credentials_block": credentials_block,
+        "secret_block_name": SECRET_BLOCK,
+    }
+    parameters = prefect_server.api("GET", f"/flow_runs/{ui_run.flow_run_id}")["parameters"]
+    assert {name: parameters.get(name) for name in typed} == typed
+
+
+def test_ui_shows_the_custom_run_completed_with_the_minted_token_artifact(
+    page: Page, prefect_server: PrefectServer, ui_run: UIRun
+) -> None:
+    token = read_secret_token(prefect_server)
+    page.goto(prefect_server.ui_url)  # the default UI, then its own links
+    page.get_by_role("link", name="Runs", exact=True).click()
+    page.get_by_role("link", name=ui_run.flow_run_name, exact=True).click()
+    main = page.get_by_role("main")
+    expect(main.get_by_text("Completed", exact=True).first).to_be_visible()
+    page.get_by_role("tab", name="Artifacts").click()
+    card = page.get_by_role("link").filter(has=page.get_by_role("heading", name=ARTIFACT_KEY))
+    expect(card).to_be_visible()
+    screenshot(page, "run-completed.png")
+    card.click()
+    expect(main.get_by_text(token.fingerprint).first).to_be_visible()
+    secret = token.access_token.get_secret_value()
+    assert secret not in page.content()
+
+
+def test_custom_run_writes_a_token_that_verifies_against_the_emulator_jwks(
+    prefect_server: PrefectServer, ui_run: UIRun, emulator: Any
+) -> None:
+    from usegrant_flows.verify import verify_token
+
+    token = read_secret_token(prefect_server)
+    claims = verify_token(token, emulator.jwks_url, audience=ui_run.audience, issuer=ui_run.issuer)
+    assert claims["exp"] - claims["iat"] == EXPIRES_IN
+
+
+def test_custom_run_form_refuses_an_expiry_over_48_hours(
+    page: Page,
+    prefect_server: PrefectServer,
+    mint_deployment: MintDeployment,
+    credentials_block: str,
+    emulator: Any,
+) -> None:
+    provider = emulator.seed.providers[0]
+    inputs = {"provider_id": str(provider.id), "client_id": str(provider.clients[0].id)}
+    open_custom_run_form(page, prefect_server, mint_deployment)
+    fill_mint_form(page, inputs, 172_801, credentials_block)
+    sent: list[str] = []
+
+    def record(request: Request) -> None:
+        if request.method != "GET":
+            sent.append(request.url)
+
+    page.on("request", record)
+    page.get_by_role("button", name="Submit", exact=True).click()
+    expiry = page.get_by_role("spinbutton", name=parameter_label("expires_in"))
+    # The schema's maximum (172800) becomes the input's max: the browser blocks the
+    # submit and shows its validation bubble with this message next to the field.
+    message = expiry.evaluate("input => input.validationMessage")
+    screenshot(page, "expiry-refused.png")
+    assert message == "Value must be less than or equal to 172800."
+    assert expiry.evaluate("input => input.matches(':invalid')")
+    assert not [url for url in sent if "create_flow_run" in url]
+    expect(page.get_by_role("link", name="View run")).to_have_count(0)
