@@ -37,6 +37,7 @@ from usegrant_flows.errors import (
 __all__ = [
     "RetryPolicy",
     "async_retrying",
+    "is_testing",
     "parse_retry_after",
     "retrying",
     "set_testing",
@@ -63,6 +64,11 @@ def set_testing(enabled: bool = True) -> None:
     """
     global _testing
     _testing = enabled
+
+
+def is_testing() -> bool:
+    """Tell whether :func:`set_testing` turned the waits off."""
+    return _testing
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:

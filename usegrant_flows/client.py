@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, Retrying
 
 from usegrant_flows import _validation
+from usegrant_flows._budget import KeyGate
 from usegrant_flows._retry import (
     RetryPolicy,
     async_retrying,
@@ -40,6 +41,7 @@ from usegrant_flows._version import __version__
 from usegrant_flows.errors import (
     ConfigurationError,
     InvalidResponseError,
+    UseGrantAPIError,
     UseGrantConnectionError,
 )
 from usegrant_flows.models import AccessToken, TokenRequest
@@ -47,6 +49,7 @@ from usegrant_flows.settings import load_settings
 
 __all__ = [
     "AsyncUseGrantClient",
+    "KeyGate",
     "RequestLimiter",
     "RetryPolicy",
     "UseGrantClient",
@@ -75,11 +78,13 @@ class RequestLimiter(Protocol):
         """Wait until one more request may be sent."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _PreparedRequest:
     path: str
     body: dict[str, Any]
     started: float  # time.monotonic() when the call began
+    # The gate's pause this call caused itself: its own retry wait covers it.
+    pause_seen: float = 0.0
 
 
 def _check_max_connections(value: object) -> int:
@@ -98,6 +103,7 @@ class _ClientCore:
         timeout: float | None,
         retry: RetryPolicy | None,
         limiter: RequestLimiter | None,
+        gate: KeyGate | None,
     ) -> None:
         if api_key is None or base_url is None or timeout is None:
             settings = load_settings()
@@ -112,6 +118,9 @@ class _ClientCore:
             raise ConfigurationError("retry must be a RetryPolicy or None")
         self.retry = retry or RetryPolicy()
         self.limiter = limiter
+        if gate is not None and not isinstance(gate, KeyGate):
+            raise ConfigurationError("gate must be a KeyGate or None")
+        self.gate = gate if gate is not None else KeyGate()
 
     def prepare(
         self,
@@ -135,6 +144,10 @@ class _ClientCore:
         ).to_body()
         path = f"/v1/providers/{provider}/clients/{client}/tokens"
         return _PreparedRequest(path=path, body=body, started=time.monotonic())
+
+    def time_left(self, prepared: _PreparedRequest) -> float:
+        """Seconds left of the call's retry deadline."""
+        return self.retry.deadline - (time.monotonic() - prepared.started)
 
     def build(
         self, http: httpx.Client | httpx.AsyncClient, prepared: _PreparedRequest
@@ -160,9 +173,17 @@ class _ClientCore:
             f"Could not reach the UseGrant API at {host} ({type(exc).__name__})"
         )
 
-    def parse(self, response: httpx.Response) -> AccessToken:
-        """Return the token of a 200/201 answer, or raise the matching error."""
-        return _validation.parse_token_response(response, self.api_key.get_secret_value())
+    def parse(self, response: httpx.Response, prepared: _PreparedRequest) -> AccessToken:
+        """Return the token of a 200/201 answer, or raise the matching error.
+
+        Error answers also go to the key gate: a 429 with ``Retry-After`` pauses every
+        request through it, a 401 stops them.
+        """
+        try:
+            return _validation.parse_token_response(response, self.api_key.get_secret_value())
+        except UseGrantAPIError as exc:
+            prepared.pause_seen = max(prepared.pause_seen, self.gate.observe(exc))
+            raise
 
     def retrying(self) -> Retrying:
         """Return a fresh tenacity ``Retrying`` for one sync call."""
@@ -193,7 +214,12 @@ class UseGrantClient:
             retry deadline.
         retry: The retry policy; default :class:`RetryPolicy` (5 attempts, 30 s total,
             0.5 s initial and 8 s maximum backoff, full jitter).
-        limiter: Called (``acquire()``) before every HTTP attempt, retries included.
+        limiter: Called (``acquire()``) before every HTTP attempt, retries included
+            (a request budget, see :mod:`usegrant_flows.quota`).
+        gate: The API key's pause/stop circuit, consulted before every attempt: after a
+            429 with ``Retry-After`` no request is sent until then; after a 401 every
+            call fails with ``AuthenticationError`` without a request. Default: a gate
+            of this client's own; pass one gate to several clients to share it.
         max_connections: Size of the connection pool (>= 1), default 10.
 
     Raises:
@@ -213,9 +239,10 @@ class UseGrantClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         limiter: RequestLimiter | None = None,
+        gate: KeyGate | None = None,
         max_connections: int = 10,
     ) -> None:
-        self._core = _ClientCore(api_key, base_url, timeout, retry, limiter)
+        self._core = _ClientCore(api_key, base_url, timeout, retry, limiter, gate)
         size = _check_max_connections(max_connections)
         self._http = httpx.Client(
             base_url=self._core.base_url,
@@ -277,15 +304,20 @@ class UseGrantClient:
         return token
 
     def _attempt(self, prepared: _PreparedRequest) -> AccessToken:
+        gate = self._core.gate
+        gate.wait(self._core.time_left(prepared), seen=prepared.pause_seen)
         if self._core.limiter is not None:
             self._core.limiter.acquire()
+            gate.wait(
+                self._core.time_left(prepared), seen=prepared.pause_seen
+            )  # a 429 may have come meanwhile
         try:
             response = self._http.send(self._core.build(self._http, prepared))
         except httpx.TransportError as exc:
             raise self._core.connection_error(exc) from exc
         except httpx.DecodingError:
             raise InvalidResponseError("UseGrant API answer could not be decoded") from None
-        return self._core.parse(response)
+        return self._core.parse(response, prepared)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -318,6 +350,7 @@ class AsyncUseGrantClient:
         timeout: Seconds allowed for one HTTP attempt (> 0); ``None`` reads settings.
         retry: The retry policy; default :class:`RetryPolicy`.
         limiter: Awaited (``aacquire()``) before every HTTP attempt, retries included.
+        gate: The API key's pause/stop circuit (see :class:`UseGrantClient`).
         max_connections: Connections in total (>= 1), default 32 (8 pools of 4).
 
     Raises:
@@ -341,9 +374,10 @@ class AsyncUseGrantClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         limiter: RequestLimiter | None = None,
+        gate: KeyGate | None = None,
         max_connections: int = 32,
     ) -> None:
-        self._core = _ClientCore(api_key, base_url, timeout, retry, limiter)
+        self._core = _ClientCore(api_key, base_url, timeout, retry, limiter, gate)
         total = _check_max_connections(max_connections)
         count = math.ceil(total / CONNECTIONS_PER_ASYNC_POOL)
         share, extra = divmod(total, count)
@@ -402,8 +436,13 @@ class AsyncUseGrantClient:
         return token
 
     async def _attempt(self, prepared: _PreparedRequest) -> AccessToken:
+        gate = self._core.gate
+        await gate.await_open(self._core.time_left(prepared), seen=prepared.pause_seen)
         if self._core.limiter is not None:
             await self._core.limiter.aacquire()
+            await gate.await_open(
+                self._core.time_left(prepared), seen=prepared.pause_seen
+            )  # a 429 may have come
         index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
         pool = self._pools[index]
         self._in_flight[index] += 1
@@ -415,7 +454,7 @@ class AsyncUseGrantClient:
             raise InvalidResponseError("UseGrant API answer could not be decoded") from None
         finally:
             self._in_flight[index] -= 1
-        return self._core.parse(response)
+        return self._core.parse(response, prepared)
 
     async def aclose(self) -> None:
         """Close every connection pool."""

@@ -1,0 +1,327 @@
+"""Request budgets per API key, without Prefect: the bucket maths, a local limiter, a key gate.
+
+UseGrant admits at most ``B`` requests per API key in any ``W``-second interval (a
+sliding window: 1000 per 3600 s by default) and answers 429 past it. We pace requests
+with a **token bucket** of capacity ``burst`` refilled at ``rate`` per second. A bucket
+admits at most ``burst + rate * W`` requests in any ``W``-second interval, so choosing
+
+* ``burst = max(1, ceil(B / 10))`` (a tenth of the budget for bursts and retries) and
+* ``rate = (B - burst) / (W + slack)``, with ``slack = max(0.5 s, 1 % of W)`` to absorb
+  the network delay between our clock and the API's,
+
+keeps every interval of ``W`` seconds under ``B``: the bucket can never spend the quota.
+The sustained rate is ``rate`` (900 requests per hour for the default 1000/h, less the
+1 % slack: about 891/h); the first ``burst`` requests go at once.
+
+The same numbers drive Prefect's global concurrency limit with slot decay (see
+:mod:`usegrant_flows.quota`), scaled to whole slots: Prefect decays
+``floor(slot_decay_per_second * seconds since the last update)`` slots and every update
+(denials included) restarts that clock, so a decay below one slot per second can stall
+under contention. Each request therefore takes ``slots_per_request`` slots, chosen so
+the decay is at least 10 slots per second; the bound ``burst + rate * W`` is unchanged.
+
+:class:`KeyGate` is the per-key circuit the clients consult before every attempt: a 429
+with ``Retry-After`` pauses every request through the gate until then; a 401 stops
+them all (:class:`~usegrant_flows.errors.AuthenticationError` without a request).
+
+Example:
+    >>> budget = Budget(requests=1000, window=3600)
+    >>> budget.burst, round(budget.sustained_per_hour)
+    (100, 891)
+    >>> budget.burst + budget.rate * budget.window <= budget.requests
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from usegrant_flows import _retry
+from usegrant_flows.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    RateLimitError,
+)
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "MIN_SLOT_DECAY_PER_SECOND",
+    "Budget",
+    "KeyGate",
+    "TokenBucket",
+    "key_fingerprint",
+    "local_limiter",
+    "reset_local_limiters",
+]
+
+#: The API's quota window in seconds (one hour).
+DEFAULT_WINDOW = 3600.0
+#: Prefect decays whole slots only; each request takes enough slots to decay this many
+#: slots per second at least (see the module docstring).
+MIN_SLOT_DECAY_PER_SECOND = 10.0
+
+
+def key_fingerprint(api_key: str) -> str:
+    """Return the first 16 hex digits of the key's sha256: names a key, never reveals it.
+
+    Example:
+        >>> len(key_fingerprint("usegrant_example"))
+        16
+    """
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A request budget: at most ``requests`` in any ``window`` seconds.
+
+    Attributes:
+        requests: Requests allowed per window (>= 1); UseGrant's default is 1000.
+        window: The window in seconds (> 0); 3600 for the real API. Change it only for
+            emulators and tests.
+
+    Raises:
+        ConfigurationError: For a budget below 1 or a window that is not > 0.
+    """
+
+    requests: int
+    window: float = DEFAULT_WINDOW
+
+    def __post_init__(self) -> None:
+        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
+            raise ConfigurationError("max_requests_per_hour must be an integer >= 1")
+        if self.requests < 1:
+            raise ConfigurationError(f"max_requests_per_hour must be >= 1, got {self.requests}")
+        ok = isinstance(self.window, (int, float)) and not isinstance(self.window, bool)
+        if not ok or not math.isfinite(self.window) or self.window <= 0:
+            raise ConfigurationError("quota_window_seconds must be a finite number > 0")
+
+    @property
+    def burst(self) -> int:
+        """Requests that may go at once: a tenth of the budget, at least 1."""
+        return max(1, math.ceil(self.requests / 10))
+
+    @property
+    def slack(self) -> float:
+        """Seconds added to the window for network delay: max(0.5, 1 % of the window)."""
+        return max(0.5, 0.01 * self.window)
+
+    @property
+    def rate(self) -> float:
+        """Sustained requests per second once the burst is spent."""
+        # A budget of 1 has no room after its burst; half a request keeps the bucket
+        # moving while floor(burst + rate * W) stays 1.
+        return max(self.requests - self.burst, 0.5) / (self.window + self.slack)
+
+    @property
+    def sustained_per_hour(self) -> float:
+        """Sustained requests per hour (``rate * 3600``): what a fleet may plan on."""
+        return self.rate * 3600.0
+
+    @property
+    def slots_per_request(self) -> int:
+        """Slots of the Prefect limit one request takes (whole-slot decay, see above)."""
+        return max(1, math.ceil(MIN_SLOT_DECAY_PER_SECOND / self.rate))
+
+    @property
+    def slot_limit(self) -> int:
+        """The Prefect limit's size in slots: ``burst * slots_per_request``."""
+        return self.burst * self.slots_per_request
+
+    @property
+    def slot_decay_per_second(self) -> float:
+        """The Prefect limit's slot decay: ``rate * slots_per_request``."""
+        return self.rate * self.slots_per_request
+
+    def describe(self) -> str:
+        """Return e.g. ``"1,000 requests per 3600 s (burst 100, then 891/h)"``."""
+        return (
+            f"{self.requests:,} requests per {self.window:g} s "
+            f"(burst {self.burst}, then {self.sustained_per_hour:,.0f}/h)"
+        )
+
+
+class TokenBucket:
+    """A token bucket (as GCRA): thread- and asyncio-safe, first come, first served.
+
+    Every caller reserves the next free moment and sleeps until it, so waiters never
+    wake together. A cancelled waiter's reservation is not given back (it errs on the
+    side of sending fewer requests).
+
+    Args:
+        capacity: Requests that may go at once (>= 1).
+        rate: Requests per second after that (> 0).
+        clock: Monotonic clock in seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self, capacity: int, rate: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if capacity < 1 or rate <= 0:
+            raise ConfigurationError("a token bucket needs capacity >= 1 and rate > 0")
+        self.capacity = capacity
+        self.rate = rate
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Theoretical arrival time: when the bucket would be full again.
+        self._tat = clock()
+        self.granted = 0
+
+    @classmethod
+    def for_budget(
+        cls, budget: Budget, *, clock: Callable[[], float] = time.monotonic
+    ) -> TokenBucket:
+        """Return the bucket that keeps any ``budget.window`` under ``budget.requests``."""
+        return cls(budget.burst, budget.rate, clock=clock)
+
+    def reserve(self) -> float:
+        """Take the next free slot and return the seconds to wait for it (>= 0)."""
+        with self._lock:
+            now = self._clock()
+            tat = max(self._tat, now)
+            allowed_at = tat - (self.capacity - 1) * self._interval
+            self._tat = tat + self._interval
+            self.granted += 1
+            return max(0.0, allowed_at - now)
+
+    def acquire(self) -> None:
+        """Block until one more request may be sent."""
+        wait = self.reserve()
+        if wait > 0:
+            time.sleep(wait)
+
+    async def aacquire(self) -> None:
+        """Wait (without blocking the event loop) until one more request may be sent."""
+        wait = self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+_local_lock = threading.Lock()
+_local: dict[tuple[str, Budget], TokenBucket] = {}
+
+
+def local_limiter(api_key: str, budget: Budget) -> TokenBucket:
+    """Return this process's bucket for an API key and budget (one per key per process).
+
+    Every client of the process that uses the key with this budget shares it, so the
+    budget holds across flow runs and threads of one process (not across processes:
+    that is what Prefect's global concurrency limit is for).
+
+    Args:
+        api_key: The key; only its sha256 fingerprint is kept.
+        budget: The key's budget.
+    """
+    key = (key_fingerprint(api_key), budget)
+    with _local_lock:
+        bucket = _local.get(key)
+        if bucket is None:
+            bucket = _local[key] = TokenBucket.for_budget(budget)
+        return bucket
+
+
+def reset_local_limiters() -> None:
+    """Forget every process-local bucket (for tests)."""
+    with _local_lock:
+        _local.clear()
+
+
+@dataclass
+class KeyGate:
+    """One API key's shared pause (after a 429) and stop (after a 401).
+
+    The clients call :meth:`wait` / :meth:`await_open` before every attempt and
+    :meth:`observe` with every API error. Share one gate between clients to make them
+    pause and stop together; each client has its own gate by default. Pauses are per
+    process: across processes and machines the request budget keeps the key below the
+    quota in the first place.
+
+    Attributes:
+        clock: Monotonic clock in seconds.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    _paused_until: float = field(default=0.0, init=False)
+    _stopped: AuthenticationError | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def stopped(self) -> bool:
+        """True once a 401 stopped the key."""
+        return self._stopped is not None
+
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when open)."""
+        return max(0.0, self._paused_until - self.clock())
+
+    def observe(self, exc: BaseException) -> float:
+        """Learn from an error answer: a 429 with ``Retry-After`` pauses, a 401 stops.
+
+        Returns:
+            The clock time the gate is paused until after this answer (0 when the
+            answer did not pause it): the caller's own retry wait covers that pause.
+        """
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            with self._lock:
+                self._paused_until = max(self._paused_until, self.clock() + exc.retry_after)
+                return self._paused_until
+        if isinstance(exc, AuthenticationError) and exc.status_code == 401:
+            with self._lock:
+                if self._stopped is None:
+                    self._stopped = exc
+        return 0.0
+
+    def _check(self, time_left: float, seen: float) -> float:
+        """Raise if stopped, or if the pause outlasts ``time_left``; else return the wait."""
+        stopped = self._stopped
+        if stopped is not None:
+            raise AuthenticationError(
+                401,
+                stopped.code,
+                "the API key was rejected (401) earlier; no more requests are sent with it",
+            )
+        if self._paused_until <= seen:
+            return 0.0
+        wait = self.paused_for()
+        if wait > 0 and wait >= time_left:
+            raise RateLimitError(
+                429,
+                "paused",
+                f"requests with this API key are paused for {wait:.1f} s after a 429 "
+                "(Retry-After), longer than the call may wait",
+                retry_after=wait,
+            )
+        return wait
+
+    def wait(self, time_left: float = math.inf, *, seen: float = 0.0) -> None:
+        """Block while paused; raise when stopped or when the pause outlasts ``time_left``.
+
+        Args:
+            time_left: Seconds the caller may still wait (what is left of its deadline).
+            seen: A pause end (from :meth:`observe`) the caller already waits out by
+                itself; only a later pause makes it wait here.
+
+        Raises:
+            AuthenticationError: The key was stopped by a 401 (no request is sent).
+            RateLimitError: The pause lasts longer than ``time_left``.
+        """
+        while (pause := self._check(time_left, seen)) > 0:
+            if _retry.is_testing():
+                return
+            time.sleep(pause)
+            time_left -= pause
+
+    async def await_open(self, time_left: float = math.inf, *, seen: float = 0.0) -> None:
+        """Async form of :meth:`wait`."""
+        while (pause := self._check(time_left, seen)) > 0:
+            if _retry.is_testing():
+                return
+            await asyncio.sleep(pause)
+            time_left -= pause
