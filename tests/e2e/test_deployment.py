@@ -48,7 +48,9 @@ def deployment(server: PrefectServer, name: str) -> dict[str, Any]:
     return result
 
 
-def write_fleet(folder: Path, emulator: Any, credentials: str, *, extra: list[str] = ()) -> Path:
+def write_fleet(
+    folder: Path, emulator: Any, credentials: str, *, extra: tuple[str, ...] = ()
+) -> Path:
     provider = emulator.seed.providers[0]
     targets = [
         {
