@@ -1,8 +1,14 @@
 """Request budgets per API key, without Prefect: the bucket maths, a local limiter, a key gate.
 
 UseGrant admits at most ``B`` requests per API key in any ``W``-second interval (a
-sliding window: 1000 per 3600 s by default) and answers 429 past it. We pace requests
-with a **token bucket** of capacity ``burst`` refilled at ``rate`` per second. A bucket
+sliding window: 1000 per 3600 s by default) and answers 429 past it.
+
+In one process, :class:`WindowLimiter` applies that very rule (a sliding-window log over
+``W + slack`` seconds): up to ``B`` requests at once, then each one as an old one leaves
+the window.
+
+Across processes, Prefect's global concurrency limit with slot decay is the coordinator,
+and it is a **token bucket** of capacity ``burst`` refilled at ``rate`` per second. A bucket
 admits at most ``burst + rate * W`` requests in any ``W``-second interval, so choosing
 
 * ``burst = max(1, ceil(B / 10))`` (a tenth of the budget for bursts and retries) and
@@ -39,6 +45,7 @@ import hashlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,7 +61,7 @@ __all__ = [
     "MIN_SLOT_DECAY_PER_SECOND",
     "Budget",
     "KeyGate",
-    "TokenBucket",
+    "WindowLimiter",
     "key_fingerprint",
     "local_limiter",
     "reset_local_limiters",
@@ -147,49 +154,47 @@ class Budget:
         )
 
 
-class TokenBucket:
-    """A token bucket (as GCRA): thread- and asyncio-safe, first come, first served.
+class WindowLimiter:
+    """The API's own rule, in process: at most ``budget.requests`` in any window.
 
-    Every caller reserves the next free moment and sleeps until it, so waiters never
-    wake together. A cancelled waiter's reservation is not given back (it errs on the
-    side of sending fewer requests).
+    A sliding-window log of the moments requests were let through: a request may go
+    when fewer than ``requests`` went in the last ``window + slack`` seconds. Each caller
+    reserves its moment and sleeps until it (first come, first served; waiters never
+    wake together). A cancelled waiter's reservation is not given back: it errs on the
+    side of sending fewer requests. Thread- and asyncio-safe.
 
     Args:
-        capacity: Requests that may go at once (>= 1).
-        rate: Requests per second after that (> 0).
+        budget: The budget to keep.
         clock: Monotonic clock in seconds (tests pass a fake one).
+
+    Example:
+        >>> now = [0.0]
+        >>> limiter = WindowLimiter(Budget(2, window=10), clock=lambda: now[0])
+        >>> limiter.reserve(), limiter.reserve(), limiter.reserve()
+        (0.0, 0.0, 10.5)
     """
 
-    def __init__(
-        self, capacity: int, rate: float, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if capacity < 1 or rate <= 0:
-            raise ConfigurationError("a token bucket needs capacity >= 1 and rate > 0")
-        self.capacity = capacity
-        self.rate = rate
-        self._interval = 1.0 / rate
+    def __init__(self, budget: Budget, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self._span = budget.window + budget.slack
         self._clock = clock
         self._lock = threading.Lock()
-        # Theoretical arrival time: when the bucket would be full again.
-        self._tat = clock()
+        self._log: deque[float] = deque()
         self.granted = 0
 
-    @classmethod
-    def for_budget(
-        cls, budget: Budget, *, clock: Callable[[], float] = time.monotonic
-    ) -> TokenBucket:
-        """Return the bucket that keeps any ``budget.window`` under ``budget.requests``."""
-        return cls(budget.burst, budget.rate, clock=clock)
-
     def reserve(self) -> float:
-        """Take the next free slot and return the seconds to wait for it (>= 0)."""
+        """Take the next free moment and return the seconds to wait for it (>= 0)."""
         with self._lock:
             now = self._clock()
-            tat = max(self._tat, now)
-            allowed_at = tat - (self.capacity - 1) * self._interval
-            self._tat = tat + self._interval
+            log = self._log
+            while log and log[0] <= now - self._span:
+                log.popleft()
+            at = now
+            if len(log) >= self.budget.requests:
+                at = max(now, log[len(log) - self.budget.requests] + self._span)
+            log.append(at)
             self.granted += 1
-            return max(0.0, allowed_at - now)
+            return at - now
 
     def acquire(self) -> None:
         """Block until one more request may be sent."""
@@ -205,11 +210,11 @@ class TokenBucket:
 
 
 _local_lock = threading.Lock()
-_local: dict[tuple[str, Budget], TokenBucket] = {}
+_local: dict[tuple[str, Budget], WindowLimiter] = {}
 
 
-def local_limiter(api_key: str, budget: Budget) -> TokenBucket:
-    """Return this process's bucket for an API key and budget (one per key per process).
+def local_limiter(api_key: str, budget: Budget) -> WindowLimiter:
+    """Return this process's limiter for an API key and budget (one per key per process).
 
     Every client of the process that uses the key with this budget shares it, so the
     budget holds across flow runs and threads of one process (not across processes:
@@ -223,12 +228,12 @@ def local_limiter(api_key: str, budget: Budget) -> TokenBucket:
     with _local_lock:
         bucket = _local.get(key)
         if bucket is None:
-            bucket = _local[key] = TokenBucket.for_budget(budget)
+            bucket = _local[key] = WindowLimiter(budget)
         return bucket
 
 
 def reset_local_limiters() -> None:
-    """Forget every process-local bucket (for tests)."""
+    """Forget every process-local limiter (for tests)."""
     with _local_lock:
         _local.clear()
 
