@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Request, expect, sync_playwright
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import PrefectServer
@@ -49,7 +49,7 @@ CHROMIUM_ARGS = [
     # No DNS: nothing but loopback can be reached even if a request slips past the route.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT = {"width": 1280, "height": 900}
 UI_TIMEOUT_MS = 30_000  # any single UI wait, milliseconds
 MINT_ENTRYPOINT = "flows/mint_token.py:mint_token"
 ARTIFACT_KEY = "usegrant-mint-token"  # flows/mint_token.py ARTIFACT_KEY
@@ -130,11 +130,14 @@ def page(browser: Browser) -> Iterator[Page]:
         yield page
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """Save a full-page screenshot under test-outputs/ui-custom-run/ and return its path."""
+def screenshot(target: Page | Locator, name: str) -> Path:
+    """Save a screenshot under test-outputs/ui-custom-run/ and return its path.
+
+    A page is shot as the viewport shows it; a locator (the form, say) whole.
+    """
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUTPUT_DIR / name
-    page.screenshot(path=str(path), full_page=True)
+    target.screenshot(path=str(path))
     return path
 
 
@@ -202,7 +205,7 @@ def ui_run(
     with loopback_page(browser) as page:
         open_custom_run_form(page, prefect_server, mint_deployment)
         fill_mint_form(page, inputs, EXPIRES_IN, credentials_block)
-        screenshot(page, "custom-run-form.png")
+        screenshot(page.get_by_role("main"), "custom-run-form.png")
         page.get_by_role("button", name="Submit", exact=True).click()
         # The UI confirms with a toast "<run name> scheduled to start now" + "View run".
         view_run = page.get_by_role("link", name="View run")
@@ -254,9 +257,12 @@ def test_ui_shows_the_custom_run_completed_with_the_minted_token_artifact(
     page.get_by_role("tab", name="Artifacts").click()
     card = page.get_by_role("link").filter(has=page.get_by_role("heading", name=ARTIFACT_KEY))
     expect(card).to_be_visible()
+    page.get_by_role("radio", name="List view").click()  # shows the artifact's description
+    expect(card.get_by_text("UseGrant mint-token run")).to_be_visible()
     screenshot(page, "run-completed.png")
     card.click()
     expect(main.get_by_text(token.fingerprint).first).to_be_visible()
+    screenshot(page, "artifact.png")
     secret = token.access_token.get_secret_value()
     assert secret not in page.content()
 
@@ -294,7 +300,7 @@ def test_custom_run_form_refuses_an_expiry_over_48_hours(
     # The schema's maximum (172800) becomes the input's max: the browser blocks the
     # submit and shows its validation bubble with this message next to the field.
     message = expiry.evaluate("input => input.validationMessage")
-    screenshot(page, "expiry-refused.png")
+    screenshot(page.get_by_role("main"), "expiry-refused.png")
     assert message == "Value must be less than or equal to 172800."
     assert expiry.evaluate("input => input.matches(':invalid')")
     assert not [url for url in sent if "create_flow_run" in url]
