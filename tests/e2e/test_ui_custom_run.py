@@ -46,6 +46,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--lang=en-US",  # the browser's own messages (form validation) in English
     # No DNS: nothing but loopback can be reached even if a request slips past the route.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
@@ -57,6 +58,8 @@ SECRET_BLOCK = "e2e-ui-mint-token"
 EXPIRES_IN = 900  # seconds
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_ROOT / "test-outputs" / "ui-custom-run"
+
+expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def browser() -> Iterator[Browser]:
 @contextmanager
 def loopback_page(browser: Browser) -> Iterator[Page]:
     """A fresh browser context and page that can reach 127.0.0.1 only."""
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context = browser.new_context(viewport=VIEWPORT, locale="en-US")  # type: ignore[arg-type]
     context.route(lambda url: not url.startswith("http://127.0.0.1:"), lambda r: r.abort())
     context.set_default_timeout(UI_TIMEOUT_MS)
     try:
@@ -213,8 +216,13 @@ def ui_run(
         href = view_run.get_attribute("href") or ""
     flow_run_id = href.rstrip("/").rsplit("/", 1)[-1]
     uuid.UUID(flow_run_id)  # the link names the new flow run
-    prefect_server.start_worker(mint_deployment.pool, run_once=True)
+    worker_output = prefect_server.start_worker(mint_deployment.pool, run_once=True)
     flow_run = prefect_server.wait_for_flow_run(flow_run_id)
+    if flow_run["state"]["type"] != "COMPLETED":  # nothing below can hold: say why now
+        state = flow_run["state"]
+        pytest.fail(
+            f"the custom run ended {state['name']}: {state['message']}\n{worker_output[-4000:]}"
+        )
     return UIRun(
         flow_run_id=flow_run_id,
         flow_run_name=flow_run["name"],
@@ -245,7 +253,7 @@ def test_custom_run_form_passes_typed_parameters_to_the_flow_run(
     assert {name: parameters.get(name) for name in typed} == typed
 
 
-def test_ui_shows_the_custom_run_completed_with_the_minted_token_artifact(
+def test_ui_shows_the_run_completed_with_an_artifact_naming_the_token_not_holding_it(
     page: Page, prefect_server: PrefectServer, ui_run: UIRun
 ) -> None:
     token = read_secret_token(prefect_server)
@@ -254,6 +262,10 @@ def test_ui_shows_the_custom_run_completed_with_the_minted_token_artifact(
     page.get_by_role("link", name=ui_run.flow_run_name, exact=True).click()
     main = page.get_by_role("main")
     expect(main.get_by_text("Completed", exact=True).first).to_be_visible()
+    # The run's logs (the page's first tab) name the token by its fingerprint only.
+    expect(page.get_by_role("log").get_by_text(token.fingerprint).first).to_be_visible()
+    secret = token.access_token.get_secret_value()
+    assert secret not in page.content()
     page.get_by_role("tab", name="Artifacts").click()
     card = page.get_by_role("link").filter(has=page.get_by_role("heading", name=ARTIFACT_KEY))
     expect(card).to_be_visible()
@@ -263,7 +275,6 @@ def test_ui_shows_the_custom_run_completed_with_the_minted_token_artifact(
     card.click()
     expect(main.get_by_text(token.fingerprint).first).to_be_visible()
     screenshot(page, "artifact.png")
-    secret = token.access_token.get_secret_value()
     assert secret not in page.content()
 
 
