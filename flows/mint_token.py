@@ -89,6 +89,11 @@ async def mint_token(
         [result] = await rotate_fleet([target], concurrency=1, force=True)
     except ConfigurationError as exc:
         logger.error("%s", exc)
+        await acreate_markdown_artifact(
+            markdown=f"### UseGrant token for client `{client_id}`: not minted\n\n{exc}",
+            key=ARTIFACT_KEY,
+            description="UseGrant mint-token run",
+        )
         return Failed(message=str(exc))
     await acreate_markdown_artifact(
         markdown=result.to_markdown(), key=ARTIFACT_KEY, description="UseGrant mint-token run"

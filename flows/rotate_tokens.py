@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from prefect import State, flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Failed
 from pydantic import Field
 
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.fleet import RotationTarget, load_fleet_file
 from usegrant_flows.rotation import RotationResult, summarize_failures
-from usegrant_flows.rotation_tasks import publish_results, rotate_fleet, summary_line
+from usegrant_flows.rotation_tasks import (
+    ARTIFACT_KEY,
+    publish_results,
+    rotate_fleet,
+    summary_line,
+)
 
 
 @flow(name="rotate-tokens", persist_result=False, log_prints=False)
@@ -50,6 +56,11 @@ async def rotate_tokens(
         )
     except ConfigurationError as exc:
         logger.error("%s", exc)
+        await acreate_markdown_artifact(
+            markdown=f"### UseGrant token rotation did not start\n\n{exc}",
+            key=ARTIFACT_KEY,
+            description="UseGrant token rotation",
+        )
         return Failed(message=str(exc))
     await publish_results(results)
     logger.info("%s", summary_line(results))

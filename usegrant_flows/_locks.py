@@ -44,6 +44,7 @@ class TargetLocks:
             raise ValueError("timeout must be > 0 seconds")
         self.directory = Path(directory)
         self.timeout = timeout
+        self._directory_ready = False
 
     def path_for(self, name: str) -> Path:
         """Return the lock file of target ``name``."""
@@ -60,7 +61,9 @@ class TargetLocks:
         Raises:
             LockTimeoutError: When the lock stayed busy for :attr:`timeout` seconds.
         """
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self._directory_ready:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._directory_ready = True
         fd = os.open(self.path_for(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             deadline = time.monotonic() + self.timeout

@@ -34,6 +34,7 @@ from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.settings import PREFECT_HOME
+from prefect.utilities.annotations import quote
 
 from usegrant_flows._locks import TargetLocks
 from usegrant_flows.client import AsyncUseGrantClient
@@ -453,7 +454,9 @@ async def rotate_fleet(
     try:
         batches = [
             rotate_batch(
-                list(targets[i : i + batch_size]),
+                # quote: Prefect would otherwise walk every target of every batch
+                # (about a millisecond per target) looking for upstream futures.
+                cast("list[RotationTarget]", quote(list(targets[i : i + batch_size]))),
                 runner,
                 label=f"{i + 1}-{min(i + batch_size, total)} of {total}",
             )

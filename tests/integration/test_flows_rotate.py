@@ -170,10 +170,43 @@ def read_file_token_json(path: Path) -> AccessToken:
     return token
 
 
-async def test_no_targets_fails_the_run_with_a_clear_message() -> None:
+async def test_no_targets_fails_the_run_with_a_clear_message_and_artifact() -> None:
     state = await run()
     assert state.is_failed()
     assert state.message == "no targets: give `targets` or `targets_file`"
+    async with get_client() as client:
+        [artifact] = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert "no targets: give `targets` or `targets_file`" in str(artifact.data)
+
+
+async def test_a_saved_sink_block_is_named_by_slug_and_name(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    await FileTokenSink(path=tmp_path / "saved.jwt").asave("rotation-saved-sink", overwrite=True)
+    slug = FileTokenSink.get_block_type_slug()
+    target = {**fleet(emu, tmp_path, credentials)[0], "sinks": [f"{slug}/rotation-saved-sink"]}
+    state = await run(targets=[target])
+    assert state.is_completed(), state.message
+    verify_token(read_file_token(tmp_path / "saved.jwt"), emu.jwks_url)
+
+
+async def test_a_block_that_is_not_a_sink_is_refused_before_any_mint(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    target = {
+        **fleet(emu, tmp_path, credentials)[0],
+        "sinks": [f"usegrant-credentials/{credentials}"],
+    }
+    state = await run(targets=[target])
+    assert state.is_failed()
+    assert f"block 'usegrant-credentials/{credentials}' is not a token sink" in (
+        state.message or ""
+    )
+    assert token_calls(emu) == 0
 
 
 async def test_targets_are_batched_into_few_tasks(

@@ -147,7 +147,7 @@ def test_unknown_client_reason_names_both_ids() -> None:
 
 def test_rate_limit_reason_says_until_when() -> None:
     now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-    reason = explain_error(RateLimitError(retry_after=90), now=now)
+    reason = explain_error(RateLimitError(429, retry_after=90), now=now)
     assert reason.startswith("rate limited until 2026-01-01 12:01:30Z (429)")
 
 
