@@ -23,8 +23,9 @@ The same numbers drive Prefect's global concurrency limit with slot decay (see
 :mod:`usegrant_flows.quota`), scaled to whole slots: Prefect decays
 ``floor(slot_decay_per_second * seconds since the last update)`` slots and every update
 (denials included) restarts that clock, so a decay below one slot per second can stall
-under contention. Each request therefore takes ``slots_per_request`` slots, chosen so
-the decay is at least 10 slots per second; the bound ``burst + rate * W`` is unchanged.
+under contention, and loses up to one slot per update. Each request therefore takes
+``slots_per_request`` slots (at least 20, and enough for a decay of at least 10 slots
+per second); the bound ``burst + rate * W`` is unchanged.
 
 :class:`KeyGate` is the per-key circuit the clients consult before every attempt: a 429
 with ``Retry-After`` pauses every request through the gate until then; a 401 stops
@@ -58,6 +59,7 @@ from usegrant_flows.errors import (
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "MIN_SLOTS_PER_REQUEST",
     "MIN_SLOT_DECAY_PER_SECOND",
     "Budget",
     "KeyGate",
@@ -72,6 +74,9 @@ DEFAULT_WINDOW = 3600.0
 #: Prefect decays whole slots only; each request takes enough slots to decay this many
 #: slots per second at least (see the module docstring).
 MIN_SLOT_DECAY_PER_SECOND = 10.0
+#: ... and at least this many slots, so the fraction of a slot lost at each update of
+#: the limit is a small fraction of a request.
+MIN_SLOTS_PER_REQUEST = 20
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -134,7 +139,7 @@ class Budget:
     @property
     def slots_per_request(self) -> int:
         """Slots of the Prefect limit one request takes (whole-slot decay, see above)."""
-        return max(1, math.ceil(MIN_SLOT_DECAY_PER_SECOND / self.rate))
+        return max(MIN_SLOTS_PER_REQUEST, math.ceil(MIN_SLOT_DECAY_PER_SECOND / self.rate))
 
     @property
     def slot_limit(self) -> int:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit as arate_limit
 from prefect.concurrency.sync import rate_limit
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import get_current_settings
 from pydantic import SecretStr
 
@@ -165,9 +165,19 @@ async def aapply_quota(block_name: str, budget: Budget) -> QuotaSpec:
     """
     spec = QuotaSpec.for_budget(budget)
     async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(
-            limit_name(block_name), spec.limit, slot_decay_per_second=spec.slot_decay_per_second
-        )
+        for attempt in (1, 2):
+            try:
+                await client.upsert_global_concurrency_limit_by_name(
+                    limit_name(block_name),
+                    spec.limit,
+                    slot_decay_per_second=spec.slot_decay_per_second,
+                )
+                break
+            except ObjectAlreadyExists:
+                # Two processes created it at once (the upsert is read-then-write):
+                # the second pass finds it and updates it.
+                if attempt == 2:
+                    raise
     return spec
 
 
@@ -175,9 +185,17 @@ def apply_quota(block_name: str, budget: Budget) -> QuotaSpec:
     """Sync form of :func:`aapply_quota`."""
     spec = QuotaSpec.for_budget(budget)
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(
-            limit_name(block_name), spec.limit, slot_decay_per_second=spec.slot_decay_per_second
-        )
+        for attempt in (1, 2):
+            try:
+                client.upsert_global_concurrency_limit_by_name(
+                    limit_name(block_name),
+                    spec.limit,
+                    slot_decay_per_second=spec.slot_decay_per_second,
+                )
+                break
+            except ObjectAlreadyExists:
+                if attempt == 2:
+                    raise
     return spec
 
 
