@@ -11,6 +11,8 @@ secret field and shows it obfuscated in the UI; it never appears in a repr or a 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import ConfigDict, Field, SecretStr
 
@@ -21,6 +23,9 @@ from usegrant_flows.client import (
     UseGrantClient,
 )
 from usegrant_flows.models import DEFAULT_BASE_URL
+
+if TYPE_CHECKING:
+    from usegrant_flows.quota import QuotaLimiter
 from usegrant_flows.sinks.base import DOCUMENTATION_URL, LOGO_URL
 
 __all__ = ["DEFAULT_MAX_REQUESTS_PER_HOUR", "UseGrantCredentials"]
@@ -40,13 +45,19 @@ class UseGrantCredentials(CredentialsBlock):
 
     ``max_requests_per_hour`` is the request budget of the API key, shared by every
     flow and deployment that uses this block (UseGrant's default quota is 1000
-    requests per hour and key); retries count against it.
+    requests per hour and key); retries count against it. Every request of a client
+    from this block takes a slot first: from the Prefect global concurrency limit
+    ``usegrant-quota-<block name>`` when the block is saved and a Prefect server is
+    configured (shared by all workers), else from an in-process limiter (see
+    :mod:`usegrant_flows.quota`).
 
     Attributes:
         api_key: The UseGrant API key (``usegrant_...`` or ``uga_...``).
         base_url: The API's base URL, default ``https://sdk.usegrant.dev``.
         timeout: Seconds allowed for one HTTP attempt (> 0), default 10.
         max_requests_per_hour: Request budget of the key per hour (>= 1), default 1000.
+        quota_window_seconds: The budget's window in seconds (> 0), default 3600; only
+            change it for emulators and tests.
 
     Example:
         Load saved credentials by name (needs a Prefect API holding the block, which
@@ -94,6 +105,27 @@ class UseGrantCredentials(CredentialsBlock):
         ),
     )
 
+    quota_window_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        title="Quota window (seconds)",
+        description=(
+            "Advanced: the window max_requests_per_hour applies to. Only change it for "
+            "emulators and tests; UseGrant's quota window is 3600 s."
+        ),
+    )
+
+    def quota_limiter(self) -> QuotaLimiter:
+        """Return the request budget of this block's key (see :mod:`usegrant_flows.quota`).
+
+        A saved block with a Prefect server configured uses the global concurrency
+        limit ``usegrant-quota-<block name>``; otherwise the key's in-process limiter.
+        """
+        from usegrant_flows.quota import QuotaLimiter, budget_of
+
+        name = getattr(self, "_block_document_name", None)
+        return QuotaLimiter(self.api_key, budget_of(self), name)
+
     def get_client(
         self, *, retry: RetryPolicy | None = None, limiter: RequestLimiter | None = None
     ) -> UseGrantClient:
@@ -101,7 +133,8 @@ class UseGrantCredentials(CredentialsBlock):
 
         Args:
             retry: Retry policy of the client; default :class:`RetryPolicy`.
-            limiter: Called before every HTTP attempt (request budgets); default none.
+            limiter: Called before every HTTP attempt; default :meth:`quota_limiter`,
+                the key's request budget.
 
         Raises:
             ConfigurationError: When the key or the base URL is malformed.
@@ -111,7 +144,7 @@ class UseGrantCredentials(CredentialsBlock):
             base_url=self.base_url,
             timeout=self.timeout,
             retry=retry,
-            limiter=limiter,
+            limiter=limiter if limiter is not None else self.quota_limiter(),
         )
 
     def get_async_client(
@@ -121,7 +154,7 @@ class UseGrantCredentials(CredentialsBlock):
 
         Args:
             retry: Retry policy of the client; default :class:`RetryPolicy`.
-            limiter: Awaited before every HTTP attempt (request budgets); default none.
+            limiter: Awaited before every HTTP attempt; default :meth:`quota_limiter`.
 
         Raises:
             ConfigurationError: When the key or the base URL is malformed.
@@ -131,5 +164,5 @@ class UseGrantCredentials(CredentialsBlock):
             base_url=self.base_url,
             timeout=self.timeout,
             retry=retry,
-            limiter=limiter,
+            limiter=limiter if limiter is not None else self.quota_limiter(),
         )
