@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import os
 import resource
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -136,6 +138,8 @@ async def bench_async(
 
 def flow_phase(args: argparse.Namespace) -> None:
     """(c) Child process: the rotate_tokens flow on the embedded API; prints JSON."""
+    # `kill -USR1 <pid>` prints every thread's stack, should a run ever stall.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     work = Path(args.work)
     os.environ.update(
         PREFECT_HOME=str(work / "prefect-home"),

@@ -90,7 +90,10 @@ class FileSinkSpec(BaseModel):
     path: str = Field(
         min_length=1,
         title="File path",
-        description="Where to write the token; relative paths start at the fleet file's folder.",
+        description=(
+            "Where to write the token; relative paths start at the fleet file's folder "
+            "(targets given directly: the working directory)."
+        ),
     )
     format: TokenFileFormat = Field(
         default=TokenFileFormat.RAW,
