@@ -18,6 +18,10 @@ Worst case for one call: 3 task runs x 5 attempts = **15 HTTP attempts**, in at 
 (:class:`~usegrant_flows.errors.ConfigurationError`) fails the task run at once:
 1 HTTP attempt (0 for bad input), no task retry.
 
+Every HTTP attempt first takes a slot of the API key's request budget: the credentials
+block's (see :mod:`usegrant_flows.quota`), or for the settings' key an in-process limit
+of UseGrant's default 1000 requests per hour.
+
 Both tasks use ``cache_policy=NO_CACHE`` and ``persist_result=False``: a token is
 never written to Prefect's result storage. They log the token's fingerprint, ``jti``
 and expiry only.
@@ -31,11 +35,14 @@ from uuid import UUID
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from pydantic import SecretStr
 
+from usegrant_flows._budget import Budget, WindowLimiter, local_limiter
 from usegrant_flows.client import AsyncUseGrantClient, UseGrantClient
-from usegrant_flows.credentials import UseGrantCredentials
+from usegrant_flows.credentials import DEFAULT_MAX_REQUESTS_PER_HOUR, UseGrantCredentials
 from usegrant_flows.errors import is_transient
 from usegrant_flows.models import AccessToken
+from usegrant_flows.settings import load_settings
 
 __all__ = [
     "TASK_RETRIES",
@@ -78,12 +85,25 @@ _TASK_OPTIONS: dict[str, Any] = {
 }
 
 
+def _settings_key_and_limiter() -> tuple[SecretStr, WindowLimiter]:
+    """The settings' key and its in-process budget (UseGrant's default 1000 per hour)."""
+    key = load_settings().require_api_key()
+    budget = Budget(DEFAULT_MAX_REQUESTS_PER_HOUR)
+    return key, local_limiter(key.get_secret_value(), budget)
+
+
 def _client(credentials: UseGrantCredentials | None) -> UseGrantClient:
-    return credentials.get_client() if credentials is not None else UseGrantClient()
+    if credentials is not None:
+        return credentials.get_client()
+    key, limiter = _settings_key_and_limiter()
+    return UseGrantClient(api_key=key, limiter=limiter)
 
 
 def _async_client(credentials: UseGrantCredentials | None) -> AsyncUseGrantClient:
-    return credentials.get_async_client() if credentials is not None else AsyncUseGrantClient()
+    if credentials is not None:
+        return credentials.get_async_client()
+    key, limiter = _settings_key_and_limiter()
+    return AsyncUseGrantClient(api_key=key, limiter=limiter)
 
 
 def _log_minted(token: AccessToken) -> AccessToken:
