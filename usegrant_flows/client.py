@@ -261,6 +261,16 @@ class UseGrantClient:
         """The retry policy in force."""
         return self._core.retry
 
+    @property
+    def limiter(self) -> RequestLimiter | None:
+        """The request limiter consulted before every attempt, if any."""
+        return self._core.limiter
+
+    @property
+    def gate(self) -> KeyGate:
+        """The key's pause/stop circuit this client consults."""
+        return self._core.gate
+
     def create_token(
         self,
         provider_id: str | UUID,
@@ -404,6 +414,16 @@ class AsyncUseGrantClient:
     def retry(self) -> RetryPolicy:
         """The retry policy in force."""
         return self._core.retry
+
+    @property
+    def limiter(self) -> RequestLimiter | None:
+        """The request limiter consulted before every attempt, if any."""
+        return self._core.limiter
+
+    @property
+    def gate(self) -> KeyGate:
+        """The key's pause/stop circuit this client consults."""
+        return self._core.gate
 
     @property
     def pool_count(self) -> int:
