@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit as arate_limit
@@ -56,6 +57,7 @@ from usegrant_flows._quota_plan import (
 
 if TYPE_CHECKING:
     from usegrant_flows.credentials import UseGrantCredentials
+    from usegrant_flows.fleet import RotationTarget
 
 __all__ = [
     "LIMIT_PREFIX",
@@ -67,6 +69,7 @@ __all__ = [
     "QuotaSpec",
     "QuotaStatus",
     "aapply_quota",
+    "aplan_fleet",
     "apply_quota",
     "aread_quota",
     "budget_of",
@@ -229,6 +232,32 @@ def read_quota(block_name: str) -> QuotaStatus | None:
         slot_decay_per_second=gcl.slot_decay_per_second,
         active=gcl.active,
     )
+
+
+async def aplan_fleet(targets: Sequence[RotationTarget]) -> FleetPlan:
+    """Plan a fleet against the budgets of its credentials blocks (loaded by name).
+
+    A block that cannot be loaded counts with UseGrant's default budget here; its
+    targets fail on their own with the reason when the rotation runs.
+
+    Args:
+        targets: The fleet.
+
+    Returns:
+        The plan (:func:`check_fleet_plan` refuses it when it does not fit).
+    """
+    from usegrant_flows.credentials import UseGrantCredentials
+
+    budgets: dict[str | None, Budget] = {}
+    for name in {t.credentials for t in targets}:
+        if name is None:
+            continue
+        try:
+            block = await UseGrantCredentials.aload(name)
+        except ValueError:
+            continue
+        budgets[name] = budget_of(cast(UseGrantCredentials, block))
+    return plan_fleet(targets, budgets)
 
 
 # Limits this process has applied already: (API URL, limit name, spec).
