@@ -231,26 +231,36 @@ class _StopBeforeDeadline(stop_base):
 
     Time spent is the larger of the real elapsed time and the sum of the waits
     planned so far, so that :func:`set_testing` (which skips the sleeps) keeps the
-    same number of attempts as production.
+    same number of attempts as production. ``excluded`` returns seconds that do not
+    count (time spent queued for the request budget).
     """
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, excluded: Callable[[], float] | None = None) -> None:
         self._deadline = deadline
+        self._excluded = excluded
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        spent = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
+        elapsed = retry_state.seconds_since_start or 0.0
+        if self._excluded is not None:
+            elapsed -= self._excluded()
+        spent = max(elapsed, retry_state.idle_for)
         return spent + retry_state.upcoming_sleep >= self._deadline
 
 
-def _stop(policy: RetryPolicy) -> stop_base:
-    return stop_after_attempt(policy.max_attempts) | _StopBeforeDeadline(policy.deadline)
+def _stop(policy: RetryPolicy, excluded: Callable[[], float] | None) -> stop_base:
+    return stop_after_attempt(policy.max_attempts) | _StopBeforeDeadline(policy.deadline, excluded)
 
 
-def retrying(policy: RetryPolicy) -> Retrying:
-    """Return a tenacity ``Retrying`` that applies ``policy`` to a sync call."""
+def retrying(policy: RetryPolicy, excluded: Callable[[], float] | None = None) -> Retrying:
+    """Return a tenacity ``Retrying`` that applies ``policy`` to a sync call.
+
+    Args:
+        policy: The retry policy.
+        excluded: Returns seconds not counted against the deadline (budget waits).
+    """
     return Retrying(
         sleep=_sleep,
-        stop=_stop(policy),
+        stop=_stop(policy, excluded),
         wait=_BackoffOrRetryAfter(policy),
         retry=retry_if_exception(is_transient),
         before_sleep=_log_retry(policy),
@@ -258,11 +268,18 @@ def retrying(policy: RetryPolicy) -> Retrying:
     )
 
 
-def async_retrying(policy: RetryPolicy) -> AsyncRetrying:
-    """Return a tenacity ``AsyncRetrying`` that applies ``policy`` to an async call."""
+def async_retrying(
+    policy: RetryPolicy, excluded: Callable[[], float] | None = None
+) -> AsyncRetrying:
+    """Return a tenacity ``AsyncRetrying`` that applies ``policy`` to an async call.
+
+    Args:
+        policy: The retry policy.
+        excluded: Returns seconds not counted against the deadline (budget waits).
+    """
     return AsyncRetrying(
         sleep=_asleep,
-        stop=_stop(policy),
+        stop=_stop(policy, excluded),
         wait=_BackoffOrRetryAfter(policy),
         retry=retry_if_exception(is_transient),
         before_sleep=_log_retry(policy),

@@ -83,6 +83,8 @@ class _PreparedRequest:
     path: str
     body: dict[str, Any]
     started: float  # time.monotonic() when the call began
+    # Seconds spent waiting for the request budget: not part of the retry deadline.
+    waited: float = 0.0
     # The gate's pause this call caused itself: its own retry wait covers it.
     pause_seen: float = 0.0
 
@@ -147,13 +149,17 @@ class _ClientCore:
 
     def time_left(self, prepared: _PreparedRequest) -> float:
         """Seconds left of the call's retry deadline."""
-        return self.retry.deadline - (time.monotonic() - prepared.started)
+        return self.retry.deadline - (time.monotonic() - prepared.started - prepared.waited)
 
     def build(
         self, http: httpx.Client | httpx.AsyncClient, prepared: _PreparedRequest
     ) -> httpx.Request:
-        """Build one attempt's request; its timeout never outlasts the retry deadline."""
-        remaining = self.retry.deadline - (time.monotonic() - prepared.started)
+        """Build one attempt's request; its timeout never outlasts the retry deadline.
+
+        Time spent waiting for the request budget does not count against the deadline:
+        a mint queued behind the quota still gets its full timeout and retries.
+        """
+        remaining = self.time_left(prepared)
         timeout = max(0.001, min(self.timeout, remaining))
         return http.build_request(
             "POST",
@@ -185,13 +191,13 @@ class _ClientCore:
             prepared.pause_seen = max(prepared.pause_seen, self.gate.observe(exc))
             raise
 
-    def retrying(self) -> Retrying:
+    def retrying(self, prepared: _PreparedRequest) -> Retrying:
         """Return a fresh tenacity ``Retrying`` for one sync call."""
-        return retrying(self.retry)
+        return retrying(self.retry, excluded=lambda: prepared.waited)
 
-    def async_retrying(self) -> AsyncRetrying:
+    def async_retrying(self, prepared: _PreparedRequest) -> AsyncRetrying:
         """Return a fresh tenacity ``AsyncRetrying`` for one async call."""
-        return async_retrying(self.retry)
+        return async_retrying(self.retry, excluded=lambda: prepared.waited)
 
     def describe(self, cls: type) -> str:
         """Return the client's repr: where it points, never its key."""
@@ -310,14 +316,16 @@ class UseGrantClient:
             audience_as_array,
             force_default_domain,
         )
-        token: AccessToken = self._core.retrying()(self._attempt, prepared)
+        token: AccessToken = self._core.retrying(prepared)(self._attempt, prepared)
         return token
 
     def _attempt(self, prepared: _PreparedRequest) -> AccessToken:
         gate = self._core.gate
         gate.wait(self._core.time_left(prepared), seen=prepared.pause_seen)
         if self._core.limiter is not None:
+            queued = time.monotonic()
             self._core.limiter.acquire()
+            prepared.waited += time.monotonic() - queued
             gate.wait(
                 self._core.time_left(prepared), seen=prepared.pause_seen
             )  # a 429 may have come meanwhile
@@ -452,14 +460,16 @@ class AsyncUseGrantClient:
             audience_as_array,
             force_default_domain,
         )
-        token: AccessToken = await self._core.async_retrying()(self._attempt, prepared)
+        token: AccessToken = await self._core.async_retrying(prepared)(self._attempt, prepared)
         return token
 
     async def _attempt(self, prepared: _PreparedRequest) -> AccessToken:
         gate = self._core.gate
         await gate.await_open(self._core.time_left(prepared), seen=prepared.pause_seen)
         if self._core.limiter is not None:
+            queued = time.monotonic()
             await self._core.limiter.aacquire()
+            prepared.waited += time.monotonic() - queued
             await gate.await_open(
                 self._core.time_left(prepared), seen=prepared.pause_seen
             )  # a 429 may have come

@@ -13,7 +13,13 @@ import pytest
 import respx
 
 from tests.unit.conftest import make_jwt
-from usegrant_flows.client import AsyncUseGrantClient, KeyGate, UseGrantClient, set_testing
+from usegrant_flows.client import (
+    AsyncUseGrantClient,
+    KeyGate,
+    RetryPolicy,
+    UseGrantClient,
+    set_testing,
+)
 from usegrant_flows.emulator.faults import SlidingWindowLimiter
 from usegrant_flows.errors import AuthenticationError, RateLimitError
 
@@ -184,3 +190,47 @@ def test_the_gate_message_never_holds_the_key(api: respx.MockRouter) -> None:
             with pytest.raises(AuthenticationError) as caught:
                 client.create_token(PROVIDER, CLIENT)
             assert key not in str(caught.value)
+
+
+class SlowLimiter:
+    """A budget that makes every attempt queue for ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def acquire(self) -> None:
+        time.sleep(self.seconds)
+
+    async def aacquire(self) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+def test_time_queued_for_the_budget_does_not_use_up_the_retry_deadline(
+    api: respx.MockRouter,
+) -> None:
+    route = api.post(TOKENS_URL).mock(
+        side_effect=[httpx.Response(503), httpx.Response(201, json=OK_BODY)]
+    )
+    policy = RetryPolicy(deadline=1.0, initial_backoff=0.0, max_backoff=0.0)
+    with UseGrantClient(
+        api_key="usegrant_k", base_url=BASE, retry=policy, limiter=SlowLimiter(0.6)
+    ) as client:
+        assert client.create_token(PROVIDER, CLIENT).type == "Bearer"
+    assert route.call_count == 2
+    # Each attempt got the deadline's timeout, not what the queueing would have left over.
+    assert all(call.request.extensions["timeout"]["read"] > 0.5 for call in route.calls)
+
+
+async def test_the_async_client_does_not_count_budget_waits_either(
+    api: respx.MockRouter,
+) -> None:
+    route = api.post(TOKENS_URL).mock(
+        side_effect=[httpx.Response(503), httpx.Response(201, json=OK_BODY)]
+    )
+    policy = RetryPolicy(deadline=1.0, initial_backoff=0.0, max_backoff=0.0)
+    async with AsyncUseGrantClient(
+        api_key="usegrant_k", base_url=BASE, retry=policy, limiter=SlowLimiter(0.6)
+    ) as client:
+        assert (await client.create_token(PROVIDER, CLIENT)).type == "Bearer"
+    assert route.call_count == 2
+    assert all(call.request.extensions["timeout"]["read"] > 0.5 for call in route.calls)
