@@ -160,7 +160,7 @@ def flow_phase(args: argparse.Namespace) -> None:
             {
                 "name": f"t{i}",
                 "client_id": cid,
-                "sinks": [{"type": "file", "path": f"tokens/{i}.jwt"}],
+                "sinks": [{"type": "file", "path": f"tokens/{i % args.token_dirs}/{i}.jwt"}],
             }
             for i, cid in enumerate(clients)
         ],
@@ -169,7 +169,13 @@ def flow_phase(args: argparse.Namespace) -> None:
     fleet_file.write_text(json.dumps(fleet))
 
     started = time.perf_counter()
-    UseGrantCredentials(api_key=api_key, base_url=args.base_url).save("bench", overwrite=True)  # type: ignore[arg-type]
+    # The key's request budget (default 1000/h, the real API's quota) would pace a
+    # fleet larger than that over the hour: raise it, the emulator has no quota here.
+    UseGrantCredentials(
+        api_key=api_key,  # type: ignore[arg-type]
+        base_url=args.base_url,
+        max_requests_per_hour=max(1000, 4 * len(clients)),
+    ).save("bench", overwrite=True)
     flow_start = time.perf_counter() - started
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -223,6 +229,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--serial", type=int, default=100, help="requests sampled for (a)")
+    parser.add_argument(
+        "--token-dirs", type=int, default=1, help="spread (c)'s token files over this many folders"
+    )
     parser.add_argument("--phase", choices=["all", "flow"], default="all", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -247,6 +256,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--phase", "flow", "--work", str(work)]
             cmd += ["--base-url", base_url, "--provider-id", provider_id]
             cmd += ["--concurrency", str(c), "--batch-size", str(args.batch_size)]
+            cmd += ["--token-dirs", str(args.token_dirs)]
             child = subprocess.run(
                 cmd,
                 env={**os.environ, "BENCH_API_KEY": api_key, "PYTHONPATH": str(REPO_ROOT)},
@@ -268,7 +278,10 @@ def main() -> None:
     rate_a = serial_n / serial_s
     rate_b = n / async_s
     rate_c = n / flow["first_s"]
-    print(f"N={n} targets, emulator latency {args.latency_ms:g} ms (separate process), C={c}")
+    print(
+        f"N={n} targets, emulator latency {args.latency_ms:g} ms (separate process), C={c}, "
+        f"token files in {args.token_dirs} folder(s)"
+    )
     print(f"bound N*L/C                         {bound:8.2f} s   {n / bound:8.0f} tokens/s")
     print(
         f"(a) seed loop, new httpx.Client     {n / rate_a:8.2f} s   {rate_a:8.1f} tokens/s"
