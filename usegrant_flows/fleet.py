@@ -23,7 +23,7 @@ the name of a saved sink block, ``"<block-type-slug>/<block-name>"``:
 
 Secrets are never part of a target (webhook headers and signing keys live in a saved
 webhook sink block), so targets are safe flow parameters. This module does not import
-Prefect; :mod:`usegrant_flows.rotation_tasks` turns the sink specs into sink blocks.
+Prefect; :mod:`usegrant_flows.rotation_runner` turns the sink specs into sink blocks.
 
 Example:
     >>> t = RotationTarget.model_validate({

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from usegrant_flows import rotation_tasks
+from usegrant_flows import rotation_runner
 from usegrant_flows.errors import AuthenticationError
 from usegrant_flows.fleet import RotationTarget
 from usegrant_flows.models import AccessToken
 from usegrant_flows.rotation import RotationAction, RotationResult
-from usegrant_flows.rotation_tasks import FleetRunner
+from usegrant_flows.rotation_runner import FleetRunner
 from usegrant_flows.sinks import SinkError
 
 P = "10000000-0000-4000-8000-000000000001"
@@ -100,7 +100,7 @@ class Runner(FleetRunner):
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     emitted: list[dict[str, Any]] = []
-    monkeypatch.setattr(rotation_tasks, "emit_event", lambda **kw: emitted.append(kw))
+    monkeypatch.setattr(rotation_runner, "emit_event", lambda **kw: emitted.append(kw))
     return emitted
 
 

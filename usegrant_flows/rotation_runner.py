@@ -1,0 +1,377 @@
+"""One target's rotation, and what the batches of a flow run share.
+
+Per target, the rules of :mod:`usegrant_flows.rotation` apply: read every sink; skip
+when every readable sink holds a fresh token; otherwise take the target's lock
+(:mod:`usegrant_flows._locks`), read again (another run may just have minted), mint
+once and write to every sink. Each target's result is a small row (never a token) and
+one Prefect event: ``usegrant.token.minted``, ``usegrant.token.fresh`` or
+``usegrant.token.failed`` (both failure outcomes), about the resource
+``usegrant.client.<client id>``. A token lives only while its own target is written.
+
+A :class:`FleetRunner` holds what every target of a flow run shares: the concurrency
+limit, one ``AsyncUseGrantClient`` per API key and base URL (:class:`ClientPool`), the
+loaded sink blocks and the per-target locks. :mod:`usegrant_flows.rotation_tasks` cuts
+a fleet into batch tasks that use one runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, cast
+
+from prefect.blocks.core import Block
+from prefect.events import emit_event
+from prefect.settings import PREFECT_HOME
+
+from usegrant_flows._locks import TargetLocks
+from usegrant_flows.client import AsyncUseGrantClient
+from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.fleet import (
+    BlockSinkSpec,
+    FileSinkSpec,
+    KeyringSinkSpec,
+    RotationTarget,
+    SecretBlockSinkSpec,
+    SinkSpec,
+)
+from usegrant_flows.models import AccessToken
+from usegrant_flows.rotation import (
+    RotationAction,
+    RotationResult,
+    effective_expiry,
+    explain_error,
+    fallback_action,
+    is_valid,
+)
+from usegrant_flows.sinks import (
+    FileTokenSink,
+    KeyringTokenSink,
+    SecretBlockSink,
+    TokenSink,
+)
+
+__all__ = ["ClientPool", "FleetRunner", "build_sink", "default_lock_dir"]
+
+
+def default_lock_dir() -> Path:
+    """Return ``$PREFECT_HOME/usegrant-flows/locks``, shared by the runs of one machine."""
+    return Path(PREFECT_HOME.value()) / "usegrant-flows" / "locks"
+
+
+class ClientPool:
+    """One :class:`AsyncUseGrantClient` per API key and base URL, per event loop.
+
+    Targets naming the same credentials block share its client, and so its connection
+    pools and the key's request budget (the block's quota limiter, attached by
+    ``get_async_client``); two blocks holding the same key and URL share one client
+    too. ``None`` means ``UseGrantSettings`` (no budget).
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[int, str], AsyncUseGrantClient] = {}
+        self._by_name: dict[tuple[int, str | None], AsyncUseGrantClient] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, credentials: str | None) -> AsyncUseGrantClient:
+        """Return the shared client for a credentials block name (``None``: settings).
+
+        Raises:
+            ConfigurationError: When the block does not exist or holds bad settings.
+        """
+        loop = id(asyncio.get_running_loop())
+        client = self._by_name.get((loop, credentials))
+        if client is not None:
+            return client
+        async with self._lock:
+            client = self._by_name.get((loop, credentials))
+            if client is None:
+                client = await self._create(loop, credentials)
+                self._by_name[(loop, credentials)] = client
+        return client
+
+    async def _create(self, loop: int, credentials: str | None) -> AsyncUseGrantClient:
+        if credentials is None:
+            client = AsyncUseGrantClient()
+            key = f"settings:{client.base_url}"
+        else:
+            from usegrant_flows.credentials import UseGrantCredentials
+
+            try:
+                block = cast(UseGrantCredentials, await UseGrantCredentials.aload(credentials))
+            except ValueError:
+                raise ConfigurationError(
+                    f"credentials block '{credentials}' not found: create it in the UI "
+                    "(Blocks > UseGrant Credentials) or with UseGrantCredentials(...).save()"
+                ) from None
+            secret = block.api_key.get_secret_value().encode()
+            key = f"{block.base_url}:{hashlib.sha256(secret).hexdigest()}"
+            existing = self._by_key.get((loop, key))
+            if existing is not None:
+                return existing
+            client = block.get_async_client()
+        return self._by_key.setdefault((loop, key), client)
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        clients = {id(c): c for c in self._by_key.values()}
+        self._by_key.clear()
+        self._by_name.clear()
+        for client in clients.values():
+            await client.aclose()
+
+
+def build_sink(spec: SinkSpec) -> TokenSink:
+    """Turn an inline sink spec into its sink block (saved blocks load separately).
+
+    Raises:
+        ConfigurationError: When the sink refuses the settings.
+    """
+    try:
+        if isinstance(spec, FileSinkSpec):
+            return FileTokenSink(
+                path=spec.path,
+                format=spec.format.value,
+                json_token_field=spec.json_token_field,
+                dotenv_variable=spec.dotenv_variable,
+                mode=spec.mode,
+            )
+        if isinstance(spec, SecretBlockSinkSpec):
+            return SecretBlockSink(secret_block_name=spec.secret_block_name)
+        if isinstance(spec, KeyringSinkSpec):
+            return KeyringTokenSink(service=spec.service, username=spec.username)
+    except ValueError as exc:
+        raise ConfigurationError(f"{spec.type} sink: {str(exc).splitlines()[-1]}") from None
+    raise ConfigurationError(f"unsupported sink spec {type(spec).__name__}")
+
+
+class FleetRunner:
+    """What the batches of one flow run share (see the module docstring).
+
+    Args:
+        concurrency: Targets in flight at once across all batches (>= 1).
+        force: Mint even when the sinks hold fresh tokens.
+        lock_dir: Directory of the per-target locks; default :func:`default_lock_dir`.
+        lock_timeout: Seconds to wait for a target another run holds.
+        on_result: Called with each target's result as it completes (progress display).
+    """
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 32,
+        force: bool = False,
+        lock_dir: str | Path | None = None,
+        lock_timeout: float = 120.0,
+        on_result: Callable[[RotationResult], None] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+        self.force = force
+        self.clients = ClientPool()
+        self.locks = TargetLocks(lock_dir or default_lock_dir(), timeout=lock_timeout)
+        self.on_result = on_result
+        self._limit = asyncio.Semaphore(concurrency)
+        self._blocks: dict[str, TokenSink] = {}
+
+    async def sinks_for(self, target: RotationTarget) -> list[TokenSink]:
+        """Return the target's sink blocks, loading saved blocks once per run."""
+        sinks: list[TokenSink] = []
+        for spec in target.sinks:
+            if not isinstance(spec, BlockSinkSpec):
+                sinks.append(build_sink(spec))
+                continue
+            sink = self._blocks.get(spec.block)
+            if sink is None:
+                try:
+                    loaded = await Block.aload(spec.block)
+                except ValueError:
+                    raise ConfigurationError(f"sink block '{spec.block}' not found") from None
+                if not isinstance(loaded, TokenSink):
+                    raise ConfigurationError(f"block '{spec.block}' is not a token sink")
+                sink = self._blocks.setdefault(spec.block, loaded)
+            sinks.append(sink)
+        return sinks
+
+    async def rotate(self, target: RotationTarget) -> RotationResult:
+        """Rotate one target under the shared concurrency limit; never raises."""
+        async with self._limit:
+            try:
+                result = await self._rotate(target)
+            except Exception as exc:  # a bug or an unexpected error: report, don't stop
+                result = _failed(target, exc, [None])
+        _emit(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    async def _rotate(self, target: RotationTarget) -> RotationResult:
+        try:
+            sinks = await self.sinks_for(target)
+        except Exception as exc:
+            return _failed(target, exc, [None])
+        held = await _read_all(sinks)
+        if not self.force and _all_fresh(target, sinks, held):
+            return _fresh(target, held)
+        try:
+            async with self.locks.hold(target.name):
+                held = await _read_all(sinks)
+                if not self.force and _all_fresh(target, sinks, held):
+                    return _fresh(target, held)
+                try:
+                    client = await self.clients.get(target.credentials)
+                    token = await client.create_token(
+                        target.provider_id, target.client_id, **target.token_options()
+                    )
+                except Exception as exc:
+                    return _failed(target, exc, held)
+                return await _deliver(target, token, sinks, held)
+        except Exception as exc:  # LockTimeoutError, or the lock directory is unusable
+            return _failed(target, exc, held)
+
+    async def aclose(self) -> None:
+        """Close the shared clients."""
+        await self.clients.aclose()
+
+
+async def _read_all(sinks: Sequence[TokenSink]) -> list[AccessToken | None]:
+    """Read every sink; a write-only or unreadable sink counts as holding nothing."""
+    held: list[AccessToken | None] = []
+    for sink in sinks:
+        if not sink.readable:
+            held.append(None)
+            continue
+        try:
+            held.append(await sink.aread())
+        except Exception:  # corrupt or unreadable: the next write replaces it
+            held.append(None)
+    return held
+
+
+def _all_fresh(
+    target: RotationTarget, sinks: Sequence[TokenSink], held: Sequence[AccessToken | None]
+) -> bool:
+    readable = [token for sink, token in zip(sinks, held, strict=True) if sink.readable]
+    now = datetime.now(timezone.utc)
+    return bool(readable) and all(
+        token is not None and target.policy.is_fresh(token, identity=target.identity, now=now)
+        for token in readable
+    )
+
+
+def _soonest(held: Sequence[AccessToken | None]) -> AccessToken | None:
+    now = datetime.now(timezone.utc)
+    valid = [token for token in held if token is not None and is_valid(token, now)]
+    return min(valid, key=effective_expiry, default=None)
+
+
+def _row(target: RotationTarget, action: RotationAction, **fields: Any) -> RotationResult:
+    return RotationResult(
+        target=target.name,
+        provider_id=str(target.provider_id),
+        client_id=str(target.client_id),
+        action=action,
+        **fields,
+    )
+
+
+def _fresh(target: RotationTarget, held: Sequence[AccessToken | None]) -> RotationResult:
+    token = _soonest(held)
+    return _row(
+        target,
+        RotationAction.FRESH,
+        fingerprint=token.fingerprint if token else None,
+        expires_at=effective_expiry(token) if token else None,
+    )
+
+
+def _reason(target: RotationTarget, exc: BaseException) -> str:
+    return explain_error(
+        exc,
+        credentials=target.credentials,
+        provider_id=target.provider_id,
+        client_id=target.client_id,
+    )
+
+
+def _failed(
+    target: RotationTarget, exc: BaseException, held: Sequence[AccessToken | None]
+) -> RotationResult:
+    token = _soonest(held)
+    return _row(
+        target,
+        fallback_action(held),
+        fingerprint=token.fingerprint if token else None,
+        expires_at=effective_expiry(token) if token else None,
+        error_class=type(exc).__name__,
+        reason=_reason(target, exc),
+    )
+
+
+async def _deliver(
+    target: RotationTarget,
+    token: AccessToken,
+    sinks: Sequence[TokenSink],
+    held: Sequence[AccessToken | None],
+) -> RotationResult:
+    """Write ``token`` to every sink; a failed write leaves that sink's old token."""
+    metadata = {
+        "providerId": str(target.provider_id),
+        "clientId": str(target.client_id),
+        "target": target.name,
+    }
+    written: list[str] = []
+    failed: list[str] = []
+    still_held: list[AccessToken | None] = []
+    first_error: BaseException | None = None
+    for sink, old in zip(sinks, held, strict=True):
+        try:
+            await sink.awrite(token, metadata)
+        except Exception as exc:
+            failed.append(sink.describe())
+            still_held.append(old)
+            first_error = first_error or exc
+        else:
+            written.append(sink.describe())
+    fields: dict[str, Any] = {
+        "fingerprint": token.fingerprint,
+        "expires_at": effective_expiry(token),
+        "sinks_written": tuple(written),
+        "sinks_failed": tuple(failed),
+    }
+    if first_error is None:
+        return _row(target, RotationAction.MINTED, **fields)
+    action = fallback_action(still_held)
+    note = (
+        "; the failed sinks keep their valid old token"
+        if action is RotationAction.FAILED_BUT_VALID
+        else ""
+    )
+    return _row(
+        target,
+        action,
+        error_class=type(first_error).__name__,
+        reason=f"{failed[0]}: {_reason(target, first_error)}{note}"[:300],
+        **fields,
+    )
+
+
+def _emit(result: RotationResult) -> None:
+    kind = {
+        RotationAction.MINTED: "minted",
+        RotationAction.FRESH: "fresh",
+    }.get(result.action, "failed")
+    payload = result.model_dump(mode="json", exclude={"target", "provider_id", "client_id"})
+    emit_event(
+        event=f"usegrant.token.{kind}",
+        resource={
+            "prefect.resource.id": f"usegrant.client.{result.client_id}",
+            "prefect.resource.name": result.target,
+            "usegrant.provider-id": result.provider_id,
+            "usegrant.target": result.target,
+        },
+        payload=payload,
+    )
