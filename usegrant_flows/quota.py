@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -298,6 +299,8 @@ class QuotaLimiter:
             self.mode = "local"
             self._local = local_limiter(api_key.get_secret_value(), budget)
         self._alock: asyncio.Lock | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._pump: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str | None:
@@ -336,8 +339,45 @@ class QuotaLimiter:
                         await aapply_quota(self.block_name, self.budget)
                         with _applied_lock:
                             _applied.add(key)
-            await arate_limit(key[1], occupy=self.spec.slots_per_request, strict=True)
+            await self._queue_for_slot(key[1])
         self.requests += 1
+
+    async def _queue_for_slot(self, name: str) -> None:
+        """Wait for a slot; coroutines waiting together share one acquisition.
+
+        Prefect serializes acquisitions per limit and process, one server round trip
+        each, which caps a process at a few dozen requests per second. So one pump takes
+        the slots of every coroutine waiting at that moment (at most the burst) in one
+        ``rate_limit`` call and lets them all go; the bucket's bound is unchanged since
+        each request still holds its slots before it is sent.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run_pump(name))
+        await future
+
+    async def _run_pump(self, name: str) -> None:
+        waiters = self._waiters
+        try:
+            while waiters:
+                count = min(len(waiters), self.budget.burst)
+                await arate_limit(name, occupy=count * self.spec.slots_per_request, strict=True)
+                released = 0
+                while released < count and waiters:
+                    future = waiters.popleft()
+                    if not future.done():  # a cancelled waiter's slots are simply unused
+                        future.set_result(None)
+                        released += 1
+        except Exception as exc:  # e.g. the Prefect API is unreachable: every waiter hears
+            while waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_exception(exc)
+        except BaseException:  # cancelled with its loop
+            while waiters:
+                waiters.popleft().cancel()
+            raise
 
     def __repr__(self) -> str:
         where = self.name if self.mode == "global" else "in-process"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -180,3 +181,33 @@ def test_the_cli_plan_exits_2_for_a_fleet_over_budget(
     out = capsys.readouterr().out
     # 20 one-hour tokens refreshed at 2/3 of their life, a little earlier with the jitter.
     assert re.search(rf"fleet needs 3\d mints/h on credentials '{name}' \(20 targets\)", out)
+
+
+async def test_coroutines_waiting_together_share_one_acquisition() -> None:
+    name = unique("pump")
+    limiter = QuotaLimiter(SecretStr("usegrant_k"), Budget(100), name)
+
+    await asyncio.gather(*(limiter.aacquire() for _ in range(10)))
+
+    status = read_quota(name)
+    spec = QuotaSpec.for_budget(Budget(100))
+    assert limiter.requests == 10
+    # Ten requests' worth of slots are held (minus what decayed since).
+    assert status is not None and status.active_slots <= 10 * spec.slots_per_request
+    assert status.active_slots > 5 * spec.slots_per_request
+
+
+async def test_a_failing_acquisition_reaches_every_waiting_coroutine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import usegrant_flows.quota as quota
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Prefect API unreachable")
+
+    limiter = QuotaLimiter(SecretStr("usegrant_k"), Budget(100), unique("broken"))
+    await limiter.aacquire()  # applies the limit
+    monkeypatch.setattr(quota, "arate_limit", broken)
+
+    results = await asyncio.gather(*(limiter.aacquire() for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
