@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -160,24 +161,21 @@ def main(directory: Path = Path("demo")) -> None:
             again: list[RotationResult] = second.result()
         calls = int(emu.stats()["token_calls"]["total"])
 
-    table = Table(title="First run")
-    for column in (
-        "target",
-        "audience",
-        "action",
-        "fingerprint",
-        "expires (UTC)",
-        "verified file/secret",
-    ):
-        table.add_column(column)
+    table = Table(title="First run", box=box.SIMPLE)
+    table.add_column("target", no_wrap=True, min_width=10)
+    table.add_column("action", no_wrap=True, min_width=6)
+    table.add_column("fingerprint", no_wrap=True, min_width=12)
+    table.add_column("expires UTC", no_wrap=True, min_width=11)
+    table.add_column("file/secret", no_wrap=True, min_width=11)
+    table.add_column("audience", overflow="ellipsis", no_wrap=True, max_width=20)
     for result, client in zip(results, provider.clients, strict=True):
         table.add_row(
             result.target,
-            client.audience if len(client.audience) < 40 else client.audience[:37] + "...",
             result.action.value,
             result.fingerprint or "",
             result.expires_at.strftime("%H:%M:%S") if result.expires_at else "",
             verified[result.target],
+            client.audience,
         )
     console.print(table)
     fresh = sum(1 for r in again if r.action.value == "fresh")
