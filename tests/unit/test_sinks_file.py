@@ -271,6 +271,23 @@ def test_stale_temp_files_of_killed_writers_are_swept(
     assert fresh.exists()
 
 
+def test_a_target_directory_is_swept_once_per_process(
+    tmp_path: Path, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed: list[Path] = []
+    real_glob = Path.glob
+
+    def counting_glob(self: Path, pattern: str) -> object:
+        listed.append(self)
+        return real_glob(self, pattern)
+
+    monkeypatch.setattr(Path, "glob", counting_glob)
+    sink = FileTokenSink(path=tmp_path / "t.jwt")
+    for _ in range(3):
+        sink.write(make_token())
+    assert listed.count(tmp_path) == 1
+
+
 def test_describe_names_the_path_and_format(tmp_path: Path) -> None:
     sink = FileTokenSink(path=tmp_path / "t.env", format="dotenv")
     assert sink.describe() == f"file {tmp_path / 't.env'} (dotenv)"

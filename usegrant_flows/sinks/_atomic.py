@@ -12,8 +12,10 @@ complete file, never a partial one, even if the writer is killed half-way:
 
 A temporary file is removed when the write fails. A writer killed with SIGKILL
 cannot clean up: its temporary file (``.<name>.<random>.tmp``, same mode as the
-target) stays behind and is swept by the next write once older than
-:data:`STALE_TEMP_SECONDS`.
+target) stays behind and is swept once older than :data:`STALE_TEMP_SECONDS`, by the
+first write to the same target in a later process. Only a killed process leaves
+temporary files, so one sweep per target and process is enough, and a fleet of
+thousands of files in one directory is not listed once per write.
 
 This module imports only the standard library and :mod:`usegrant_flows.errors` so
 that a crash-test child process can import it cheaply.
@@ -91,7 +93,14 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+# Targets whose directory this process has already swept.
+_swept: set[Path] = set()
+
+
 def _sweep_stale_temps(path: Path, now: float) -> None:
+    if path in _swept:
+        return
+    _swept.add(path)
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         with contextlib.suppress(OSError):
             if now - leftover.lstat().st_mtime > STALE_TEMP_SECONDS:
