@@ -1,17 +1,13 @@
 """Root fixtures shared by every test.
 
-Prefect reads PREFECT_HOME when it is first imported, so it is pointed at a session
-temporary directory here, at conftest import time, before any test module imports
-Prefect: no test touches ~/.prefect.
+The repository's root ``conftest.py`` points PREFECT_HOME at a session temporary
+directory before any test module (or doctest) imports Prefect.
 """
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,11 +16,8 @@ from typing import Any
 
 import pytest
 
-_PREFECT_HOME = tempfile.mkdtemp(prefix="usegrant-tests-prefect-home-")
-os.environ["PREFECT_HOME"] = _PREFECT_HOME
-# Tests only talk to loopback: no telemetry from the Prefect servers they start.
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
+# Set by the repository's root conftest.py, which pytest loads before anything else.
+_PREFECT_HOME = os.environ["PREFECT_HOME"]
 
 
 @pytest.fixture(scope="session")
