@@ -222,13 +222,21 @@ async def test_targets_are_batched_into_few_tasks(
     ]
     state = await run(targets=targets, batch_size=3)
     assert state.is_completed(), state.message
+    # Task runs reach the API through Prefect's event pipeline, a moment after the
+    # flow returns: poll (bounded) until all three are there.
+    names: list[str] = []
     async with get_client() as client:
-        task_runs = await client.read_task_runs(
-            task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=[state.state_details.flow_run_id])
+        for _ in range(100):
+            task_runs = await client.read_task_runs(
+                task_run_filter=TaskRunFilter(
+                    flow_run_id=TaskRunFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
             )
-        )
-    assert sorted(t.name for t in task_runs) == [
+            names = sorted(t.name for t in task_runs)
+            if len(names) >= 3:
+                break
+            await asyncio.sleep(0.1)
+    assert names == [
         "rotate 1-3 of 7",
         "rotate 4-6 of 7",
         "rotate 7-7 of 7",
