@@ -11,6 +11,7 @@ from pydantic import Field
 
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.fleet import RotationTarget, load_fleet_file
+from usegrant_flows.quota import aplan_fleet
 from usegrant_flows.rotation import RotationResult, summarize_failures
 from usegrant_flows.rotation_tasks import (
     ARTIFACT_KEY,
@@ -27,6 +28,7 @@ async def rotate_tokens(
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 32,
     force: bool = False,
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 250,
+    spread_seconds: Annotated[float, Field(ge=0, le=86400)] = 0,
 ) -> list[RotationResult] | State:
     """Mint the tokens that are due and write them to their sinks; skip the fresh ones.
 
@@ -43,6 +45,13 @@ async def rotate_tokens(
         force: Mint every target, even those whose sinks hold fresh tokens.
         batch_size: Targets per Prefect task, 1..5000 (a task per target would cost
             tens of milliseconds each).
+        spread_seconds: Spread the refreshes due in this run over this many seconds
+            (about the schedule interval), each target at a fixed offset; 0: at once.
+            Tokens that are missing or about to expire go at once.
+
+    Before any request the fleet is planned against its keys' request budgets
+    (``max_requests_per_hour`` of each credentials block): a fleet that needs more mints
+    per hour than a budget sustains fails the run with the numbers and what to change.
     """
     logger = get_run_logger()
     try:
@@ -51,8 +60,14 @@ async def rotate_tokens(
             fleet += load_fleet_file(targets_file)
         if not fleet:
             raise ConfigurationError("no targets: give `targets` or `targets_file`")
+        plan = await aplan_fleet(fleet)
         results = await rotate_fleet(
-            fleet, concurrency=concurrency, force=force, batch_size=batch_size
+            fleet,
+            concurrency=concurrency,
+            force=force,
+            batch_size=batch_size,
+            spread=spread_seconds,
+            plan=plan,
         )
     except ConfigurationError as exc:
         logger.error("%s", exc)
@@ -62,7 +77,7 @@ async def rotate_tokens(
             description="UseGrant token rotation",
         )
         return Failed(message=str(exc))
-    await publish_results(results)
+    await publish_results(results, plan=plan)
     logger.info("%s", summary_line(results))
     message = summarize_failures(results)
     if message:

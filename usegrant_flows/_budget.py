@@ -58,6 +58,7 @@ from usegrant_flows.errors import (
 )
 
 __all__ = [
+    "DEFAULT_REQUESTS",
     "DEFAULT_WINDOW",
     "MIN_SLOTS_PER_REQUEST",
     "MIN_SLOT_DECAY_PER_SECOND",
@@ -71,6 +72,8 @@ __all__ = [
 
 #: The API's quota window in seconds (one hour).
 DEFAULT_WINDOW = 3600.0
+#: UseGrant's default quota: requests per API key and window.
+DEFAULT_REQUESTS = 1000
 #: Prefect decays whole slots only; each request takes enough slots to decay this many
 #: slots per second at least (see the module docstring).
 MIN_SLOT_DECAY_PER_SECOND = 10.0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +27,9 @@ from prefect.blocks.core import Block
 from prefect.events import emit_event
 from prefect.settings import PREFECT_HOME
 
+from usegrant_flows._budget import DEFAULT_REQUESTS, Budget, local_limiter
 from usegrant_flows._locks import TargetLocks
+from usegrant_flows._quota_plan import stagger_offset
 from usegrant_flows.client import AsyncUseGrantClient
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.fleet import (
@@ -47,6 +49,7 @@ from usegrant_flows.rotation import (
     fallback_action,
     is_valid,
 )
+from usegrant_flows.settings import load_settings
 from usegrant_flows.sinks import (
     FileTokenSink,
     KeyringTokenSink,
@@ -67,8 +70,10 @@ class ClientPool:
 
     Targets naming the same credentials block share its client, and so its connection
     pools and the key's request budget (the block's quota limiter, attached by
-    ``get_async_client``); two blocks holding the same key and URL share one client
-    too. ``None`` means ``UseGrantSettings`` (no budget).
+    ``get_async_client``) and its gate (a 429 pauses, a 401 stops every target of the
+    key in this run); two blocks holding the same key and URL share one client too.
+    ``None`` means ``UseGrantSettings``, with an in-process budget of UseGrant's
+    default 1000 requests per hour.
     """
 
     def __init__(self) -> None:
@@ -95,7 +100,11 @@ class ClientPool:
 
     async def _create(self, loop: int, credentials: str | None) -> AsyncUseGrantClient:
         if credentials is None:
-            client = AsyncUseGrantClient()
+            api_key = load_settings().require_api_key()
+            budget = Budget(DEFAULT_REQUESTS)
+            client = AsyncUseGrantClient(
+                api_key=api_key, limiter=local_limiter(api_key.get_secret_value(), budget)
+            )
             key = f"settings:{client.base_url}"
         else:
             from usegrant_flows.credentials import UseGrantCredentials
@@ -157,6 +166,10 @@ class FleetRunner:
         lock_dir: Directory of the per-target locks; default :func:`default_lock_dir`.
         lock_timeout: Seconds to wait for a target another run holds.
         on_result: Called with each target's result as it completes (progress display).
+        spread: Seconds over which the refreshes due in this run are spread (>= 0): a
+            target whose sinks all hold a valid token waits a fixed offset in
+            ``[0, spread)`` derived from its identity (never past its ``renew_before``
+            margin) before it mints. Missing tokens are delivered at once.
     """
 
     def __init__(
@@ -167,10 +180,14 @@ class FleetRunner:
         lock_dir: str | Path | None = None,
         lock_timeout: float = 120.0,
         on_result: Callable[[RotationResult], None] | None = None,
+        spread: float = 0.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+        if not spread >= 0:
+            raise ConfigurationError(f"spread must be >= 0 seconds, got {spread}")
         self.force = force
+        self.spread = spread
         self.clients = ClientPool()
         self.locks = TargetLocks(lock_dir or default_lock_dir(), timeout=lock_timeout)
         self.on_result = on_result
@@ -198,6 +215,8 @@ class FleetRunner:
 
     async def rotate(self, target: RotationTarget) -> RotationResult:
         """Rotate one target under the shared concurrency limit; never raises."""
+        if self.spread > 0 and not self.force:
+            await self._stagger(target)  # outside the limit: waiting takes no slot
         async with self._limit:
             try:
                 result = await self._rotate(target)
@@ -231,6 +250,27 @@ class FleetRunner:
                 return await _deliver(target, token, sinks, held)
         except Exception as exc:  # LockTimeoutError, or the lock directory is unusable
             return _failed(target, exc, held)
+
+    async def _stagger(self, target: RotationTarget) -> None:
+        """Wait the target's offset when it is due but every sink still holds a token."""
+        delay = stagger_offset(target.identity, self.spread)
+        if delay <= 0:
+            return
+        try:
+            sinks = await self.sinks_for(target)
+        except Exception:  # reported by _rotate
+            return
+        held = await _read_all(sinks)
+        readable = [token for sink, token in zip(sinks, held, strict=True) if sink.readable]
+        if not readable or any(token is None for token in readable):
+            return  # something to deliver now
+        if _all_fresh(target, sinks, held):
+            return  # nothing due: no reason to wait
+        margin = timedelta(seconds=target.policy.renew_before)
+        latest = min(effective_expiry(t) for t in readable if t is not None) - margin
+        wait = min(delay, (latest - datetime.now(timezone.utc)).total_seconds())
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def aclose(self) -> None:
         """Close the shared clients."""

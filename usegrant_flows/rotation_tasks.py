@@ -23,6 +23,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
+from usegrant_flows._quota_plan import FleetPlan, check_fleet_plan
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.fleet import RotationTarget
 from usegrant_flows.rotation import RotationAction, RotationResult
@@ -71,10 +72,15 @@ async def rotate_fleet(
     batch_size: int = 250,
     lock_dir: str | Path | None = None,
     on_result: Callable[[RotationResult], None] | None = None,
+    spread: float = 0.0,
+    plan: FleetPlan | None = None,
 ) -> list[RotationResult]:
     """Rotate every target in batches of ``batch_size`` and return their results.
 
     Call it from an async flow. Never raises for a target's failure: each one is a row.
+    Before anything else the fleet is planned against its keys' request budgets
+    (:mod:`usegrant_flows.quota`); a fleet that does not fit is refused before any
+    request.
 
     Args:
         targets: The fleet; names must be unique.
@@ -83,8 +89,13 @@ async def rotate_fleet(
         batch_size: Targets per Prefect task (>= 1).
         lock_dir: Directory of the per-target locks; default :func:`default_lock_dir`.
         on_result: Called with each result as it completes.
+        spread: Seconds over which the refreshes due in this run are spread (fixed
+            offset per target; see :class:`FleetRunner`); 0 mints them at once.
+        plan: The fleet's plan when the caller made it already (:func:`aplan_fleet`).
 
     Raises:
+        QuotaPlanError: When the fleet needs more mints per hour than a key's budget
+            sustains (a ``ConfigurationError``; the message has the numbers).
         ConfigurationError: For duplicate names or a bad concurrency/batch size.
     """
     if batch_size < 1:
@@ -92,8 +103,17 @@ async def rotate_fleet(
     dupes = sorted(name for name, n in Counter(t.name for t in targets).items() if n > 1)
     if dupes:
         raise ConfigurationError(f"target names must be unique; repeated: {', '.join(dupes)}")
+    if plan is None:
+        from usegrant_flows.quota import aplan_fleet
+
+        plan = await aplan_fleet(targets)
+    check_fleet_plan(plan)
     runner = FleetRunner(
-        concurrency=concurrency, force=force, lock_dir=lock_dir, on_result=on_result
+        concurrency=concurrency,
+        force=force,
+        lock_dir=lock_dir,
+        on_result=on_result,
+        spread=spread,
     )
     total = len(targets)
     try:
@@ -132,12 +152,19 @@ def summary_line(results: Sequence[RotationResult]) -> str:
     return f"{len(results)} targets: {parts}"
 
 
-async def publish_results(results: Sequence[RotationResult], *, key: str = ARTIFACT_KEY) -> None:
+async def publish_results(
+    results: Sequence[RotationResult],
+    *,
+    key: str = ARTIFACT_KEY,
+    plan: FleetPlan | None = None,
+) -> None:
     """Create the run's table artifact: one row per target, failures first.
 
     Args:
         results: Every target's result.
         key: Artifact key (lowercase letters, digits, dashes).
+        plan: The fleet's plan: its request budget used and left per key is added to
+            the description.
     """
     ordered = sorted(results, key=lambda r: _ORDER[r.action])
     rows = [r.as_row() for r in ordered[:MAX_ARTIFACT_ROWS]]
@@ -147,4 +174,8 @@ async def publish_results(results: Sequence[RotationResult], *, key: str = ARTIF
             f" Showing the first {MAX_ARTIFACT_ROWS} rows (failures first); "
             "every target has its usegrant.token.* event."
         )
+    if plan is not None:
+        minted = sum(1 for r in results if r.action is RotationAction.MINTED)
+        lines = "".join(f"\n- {line}" for line in plan.lines())
+        description += f"\n\n**Request budget** (this run minted {minted}):{lines}"
     await acreate_table_artifact(table=rows, key=key, description=description)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
 from usegrant_flows._budget import Budget, WindowLimiter, reset_local_limiters
@@ -18,8 +19,9 @@ def fresh_limiters() -> None:
 
 
 def test_without_a_prefect_server_even_a_named_block_uses_the_in_process_limiter() -> None:
-    assert not prefect_api_configured()
-    limiter = QuotaLimiter(SecretStr(KEY), Budget(10), "prod")
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert not prefect_api_configured()
+        limiter = QuotaLimiter(SecretStr(KEY), Budget(10), "prod")
     assert limiter.mode == "local"
 
 
