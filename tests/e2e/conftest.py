@@ -263,8 +263,12 @@ class PrefectServer:
         """
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            yield
+        _drain_events_workers()
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+                yield
+        finally:
+            _drain_events_workers()
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float = 60.0, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` with Prefect pointed at the server, in a fresh thread.
@@ -290,6 +294,18 @@ class PrefectServer:
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(run).result(timeout=timeout)
+
+
+def _drain_events_workers() -> None:
+    """Stop Prefect's per-process events worker, flushing what it holds.
+
+    The worker binds to the API URL in force when it starts and is then reused by the
+    whole process: without this, events emitted here would go to the test harness, and
+    later tests' events (task runs included) to this server.
+    """
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=30, at_exit=False)
 
 
 def _server_env(home: Path, api_url: str) -> dict[str, str]:
