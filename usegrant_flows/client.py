@@ -204,7 +204,36 @@ class _ClientCore:
         return f"{cls.__name__}(base_url={self.base_url!r}, timeout={self.timeout})"
 
 
-class UseGrantClient:
+class _ClientBase:
+    """What both clients expose of their shared core (read-only) and their repr."""
+
+    _core: _ClientCore
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, without a trailing slash."""
+        return self._core.base_url
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy in force."""
+        return self._core.retry
+
+    @property
+    def limiter(self) -> RequestLimiter | None:
+        """The request limiter consulted before every attempt, if any."""
+        return self._core.limiter
+
+    @property
+    def gate(self) -> KeyGate:
+        """The key's pause/stop circuit this client consults."""
+        return self._core.gate
+
+    def __repr__(self) -> str:
+        return self._core.describe(type(self))
+
+
+class UseGrantClient(_ClientBase):
     """Synchronous client of the UseGrant token API.
 
     One pooled :class:`httpx.Client` serves every call; use the client as a context
@@ -256,26 +285,6 @@ class UseGrantClient:
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
             timeout=self._core.timeout,
         )
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._core.base_url
-
-    @property
-    def retry(self) -> RetryPolicy:
-        """The retry policy in force."""
-        return self._core.retry
-
-    @property
-    def limiter(self) -> RequestLimiter | None:
-        """The request limiter consulted before every attempt, if any."""
-        return self._core.limiter
-
-    @property
-    def gate(self) -> KeyGate:
-        """The key's pause/stop circuit this client consults."""
-        return self._core.gate
 
     def create_token(
         self,
@@ -352,11 +361,8 @@ class UseGrantClient:
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return self._core.describe(type(self))
 
-
-class AsyncUseGrantClient:
+class AsyncUseGrantClient(_ClientBase):
     """Asynchronous client of the UseGrant token API, the mirror of :class:`UseGrantClient`.
 
     Concurrency is spread over several small httpx pools of at most 4 connections each;
@@ -412,26 +418,6 @@ class AsyncUseGrantClient:
             for i in range(count)
         ]
         self._in_flight = [0] * count
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._core.base_url
-
-    @property
-    def retry(self) -> RetryPolicy:
-        """The retry policy in force."""
-        return self._core.retry
-
-    @property
-    def limiter(self) -> RequestLimiter | None:
-        """The request limiter consulted before every attempt, if any."""
-        return self._core.limiter
-
-    @property
-    def gate(self) -> KeyGate:
-        """The key's pause/stop circuit this client consults."""
-        return self._core.gate
 
     @property
     def pool_count(self) -> int:
@@ -501,6 +487,3 @@ class AsyncUseGrantClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def __repr__(self) -> str:
-        return self._core.describe(type(self))
