@@ -150,20 +150,25 @@ def create_access_token(
         UseGrantConnectionError: When the API could not be reached, after retries.
 
     Example:
-        In a flow (runs against a Prefect API and the UseGrant API, hence the skip):
+        In a flow, here against the local emulator (in real life, ``credentials`` is
+        ``UseGrantCredentials.load("BLOCK_NAME")``):
 
         >>> from prefect import flow
         >>> from usegrant_flows import UseGrantCredentials, create_access_token
-        >>> @flow
-        ... def mint() -> str:
-        ...     token = create_access_token(
-        ...         UseGrantCredentials.load("BLOCK_NAME"),
-        ...         provider_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
-        ...         client_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
-        ...         expires_in=3600,
-        ...     )
-        ...     return token.fingerprint
-        >>> mint()  # doctest: +SKIP
+        >>> from usegrant_flows.emulator import run_emulator
+        >>> with run_emulator() as emu:
+        ...     credentials = UseGrantCredentials(api_key=emu.api_key, base_url=emu.base_url)
+        ...     @flow
+        ...     def mint() -> str:
+        ...         token = create_access_token(
+        ...             credentials,
+        ...             provider_id="10000000-0000-4000-8000-000000000001",
+        ...             client_id="20000000-0000-4000-8000-000000000001",
+        ...             expires_in=3600,
+        ...         )
+        ...         return token.fingerprint
+        ...     len(mint())
+        12
     """
     with _client(usegrant_credentials) as client:
         token = client.create_token(
@@ -191,20 +196,24 @@ async def acreate_access_token(
     """Async form of :func:`create_access_token`, with the same arguments and errors.
 
     Example:
-        In an async flow (needs a Prefect API and the UseGrant API, hence the skip):
+        In an async flow, against the local emulator:
 
+        >>> import asyncio
         >>> from prefect import flow
         >>> from usegrant_flows import UseGrantCredentials, acreate_access_token
-        >>> @flow
-        ... async def mint() -> str:
-        ...     token = await acreate_access_token(
-        ...         await UseGrantCredentials.aload("BLOCK_NAME"),
-        ...         provider_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
-        ...         client_id="497f6eca-6276-4993-bfeb-53cbbbba6f08",
-        ...     )
-        ...     return token.fingerprint
-        >>> import asyncio
-        >>> asyncio.run(mint())  # doctest: +SKIP
+        >>> from usegrant_flows.emulator import run_emulator
+        >>> with run_emulator() as emu:
+        ...     credentials = UseGrantCredentials(api_key=emu.api_key, base_url=emu.base_url)
+        ...     @flow
+        ...     async def mint() -> str:
+        ...         token = await acreate_access_token(
+        ...             credentials,
+        ...             provider_id="10000000-0000-4000-8000-000000000001",
+        ...             client_id="20000000-0000-4000-8000-000000000001",
+        ...         )
+        ...         return token.fingerprint
+        ...     len(asyncio.run(mint()))
+        12
     """
     async with _async_client(usegrant_credentials) as client:
         token = await client.create_token(

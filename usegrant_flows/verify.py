@@ -210,10 +210,16 @@ def verify_token(
             or fails the signature, ``exp``, ``nbf``, ``aud`` or ``iss`` check.
 
     Example:
-        Skipped by doctest, as it needs an issuer (the emulator, say):
+        Against the local emulator:
 
-        >>> verify_token(token, emu.jwks_url, audience="sts.amazonaws.com")  # doctest: +SKIP
-        {'iss': 'https://auth.emulator.test', 'sub': 'emulator-aws', ...}
+        >>> from usegrant_flows.client import UseGrantClient
+        >>> from usegrant_flows.emulator import run_emulator
+        >>> with run_emulator() as emu, UseGrantClient(emu.api_key, emu.base_url) as client:
+        ...     provider = emu.seed.providers[0]
+        ...     token = client.create_token(provider.id, provider.clients[0].id)
+        ...     claims = verify_token(token, emu.jwks_url, audience="sts.amazonaws.com")
+        >>> claims["aud"], claims["exp"] - claims["iat"]
+        ('sts.amazonaws.com', 3600)
     """
     url = _checked_url(jwks_url, "jwks_url")
     if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not leeway >= 0:

@@ -204,10 +204,8 @@ def run_emulator(
         UseGrantError: The server did not start within 15 seconds.
 
     Example:
-        Skipped by doctest, as it starts a server:
-
         >>> import httpx
-        >>> with run_emulator() as emu:  # doctest: +SKIP
+        >>> with run_emulator() as emu:
         ...     provider = emu.seed.providers[0]
         ...     path = f"/v1/providers/{provider.id}/clients/{provider.clients[0].id}/tokens"
         ...     auth = {"Authorization": f"Bearer {emu.api_key}"}
