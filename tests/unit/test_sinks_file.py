@@ -271,21 +271,31 @@ def test_stale_temp_files_of_killed_writers_are_swept(
     assert fresh.exists()
 
 
-def test_a_target_directory_is_swept_once_per_process(
+def test_a_directory_is_swept_once_per_process(
     tmp_path: Path, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    listed: list[Path] = []
-    real_glob = Path.glob
+    scanned: list[str] = []
+    real_scandir = _atomic.os.scandir
 
-    def counting_glob(self: Path, pattern: str) -> object:
-        listed.append(self)
-        return real_glob(self, pattern)
+    def counting_scandir(path: str) -> object:
+        scanned.append(str(path))
+        return real_scandir(path)
 
-    monkeypatch.setattr(Path, "glob", counting_glob)
-    sink = FileTokenSink(path=tmp_path / "t.jwt")
-    for _ in range(3):
-        sink.write(make_token())
-    assert listed.count(tmp_path) == 1
+    monkeypatch.setattr(_atomic.os, "scandir", counting_scandir)
+    for name in ("a.jwt", "b.jwt", "a.jwt"):
+        FileTokenSink(path=tmp_path / name).write(make_token())
+    assert scanned == [str(tmp_path)]
+
+
+def test_the_sweep_leaves_files_that_are_not_ours_alone(
+    tmp_path: Path, make_token: MakeToken
+) -> None:
+    other = tmp_path / ".editor-backup.tmp"
+    other.write_text("not ours")
+    old = time.time() - _atomic.STALE_TEMP_SECONDS - 10
+    os.utime(other, (old, old))
+    FileTokenSink(path=tmp_path / "t.jwt").write(make_token())
+    assert other.exists()
 
 
 def test_describe_names_the_path_and_format(tmp_path: Path) -> None:

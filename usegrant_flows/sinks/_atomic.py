@@ -13,9 +13,9 @@ complete file, never a partial one, even if the writer is killed half-way:
 A temporary file is removed when the write fails. A writer killed with SIGKILL
 cannot clean up: its temporary file (``.<name>.<random>.tmp``, same mode as the
 target) stays behind and is swept once older than :data:`STALE_TEMP_SECONDS`, by the
-first write to the same target in a later process. Only a killed process leaves
-temporary files, so one sweep per target and process is enough, and a fleet of
-thousands of files in one directory is not listed once per write.
+first write into the same directory in a later process. Only a killed process leaves
+temporary files, so one sweep per directory and process is enough, and a fleet of
+thousands of files in one directory is listed once, not once per write.
 
 This module imports only the standard library and :mod:`usegrant_flows.errors` so
 that a crash-test child process can import it cheaply.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 import time
@@ -93,18 +94,23 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-# Targets whose directory this process has already swept.
+# Directories this process has already swept.
 _swept: set[Path] = set()
+# Our temporary files: ".<target name>.<16 hex digits>.tmp".
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
 
 
-def _sweep_stale_temps(path: Path, now: float) -> None:
-    if path in _swept:
+def _sweep_stale_temps(directory: Path, now: float) -> None:
+    if directory in _swept:
         return
-    _swept.add(path)
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if now - leftover.lstat().st_mtime > STALE_TEMP_SECONDS:
-                leftover.unlink()
+    _swept.add(directory)
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not _TEMP_NAME.match(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS:
+                    os.unlink(entry.path)
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -141,4 +147,4 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             temp.unlink()
         raise
     _fsync_directory(path.parent)
-    _sweep_stale_temps(path, time.time())
+    _sweep_stale_temps(path.parent, time.time())
