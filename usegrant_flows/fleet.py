@@ -56,6 +56,7 @@ from pydantic import (
     field_validator,
 )
 
+from usegrant_flows._file_mode import FileMode
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.models import MAX_EXPIRES_IN
 from usegrant_flows.rotation import RefreshPolicy
@@ -108,25 +109,13 @@ class FileSinkSpec(BaseModel):
         title="Variable name",
         description="Variable holding the JWT (dotenv).",
     )
-    mode: int = Field(
+    mode: FileMode = Field(
         default=0o600,
         ge=0,
         le=0o640,
         title="File mode",
         description="Permission bits as a number: 384 is 0600, 416 is 0640 (at most).",
     )
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _octal_string(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return int(value, 8)
-            except ValueError:
-                raise ValueError(
-                    f"mode must be octal digits such as '0600', got {value!r}"
-                ) from None
-        return value
 
     @field_validator("path", mode="after")
     @classmethod

@@ -115,6 +115,12 @@ def test_file_mode_accepts_an_octal_string() -> None:
     assert FileSinkSpec(path="/a", mode="0640").mode == 0o640  # type: ignore[arg-type]
 
 
+def test_a_fleet_file_refuses_a_world_readable_mode_when_it_is_parsed() -> None:
+    # 0604 is below 0640 as a number, but grants "other" read.
+    with pytest.raises(ConfigurationError, match="at most 0640"):
+        parse_fleet([target(sinks=[{"type": "file", "path": "/a", "mode": "0604"}])])
+
+
 def test_token_options_leave_out_what_is_not_set() -> None:
     t = RotationTarget.model_validate(target(expires_in=900, use_jwt_type=False))
     assert t.token_options() == {"expires_in": 900, "use_jwt_type": False}

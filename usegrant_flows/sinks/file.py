@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-import stat
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from usegrant_flows._file_mode import FileMode
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.models import AccessToken
 from usegrant_flows.sinks._atomic import atomic_write, check_target, ensure_directory
@@ -40,8 +40,6 @@ from usegrant_flows.sinks.base import (
 
 __all__ = ["FileTokenSink"]
 
-#: The widest permission a token file may have: owner read/write, group read.
-WIDEST_MODE = 0o640
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -92,7 +90,7 @@ class FileTokenSink(TokenSink):
         default="USEGRANT_ACCESS_TOKEN",
         description="Variable name holding the JWT in the dotenv format.",
     )
-    mode: int = Field(
+    mode: FileMode = Field(
         default=0o600,
         description=(
             "Permission bits of the file, e.g. 384 (0600) or 416 (0640); "
@@ -104,27 +102,6 @@ class FileTokenSink(TokenSink):
     @classmethod
     def _expand_user(cls, value: Path) -> Path:
         return value.expanduser()
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _parse_mode(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return int(value, 8)
-            except ValueError:
-                raise ValueError(
-                    f"mode must be octal digits such as '0600', got {value!r}"
-                ) from None
-        return value
-
-    @field_validator("mode", mode="after")
-    @classmethod
-    def _check_mode(cls, value: int) -> int:
-        if value & ~WIDEST_MODE or not value & stat.S_IRUSR:
-            raise ValueError(
-                f"mode must include owner read and grant at most 0640 (rw-r-----), got {value:#o}"
-            )
-        return value
 
     @field_validator("json_token_field", mode="after")
     @classmethod
