@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+import keyring
+import keyring.errors
 import pytest
+from keyring.backend import KeyringBackend
 
 # Set by the repository's root conftest.py, which pytest loads before anything else.
 _PREFECT_HOME = os.environ["PREFECT_HOME"]
@@ -69,3 +72,37 @@ def _make_token(lifetime: int = 3600, **claims: Any) -> Any:
 def make_token() -> Callable[..., Any]:
     """Factory of AccessTokens with real JWTs: ``make_token(lifetime=600, sub="x")``."""
     return _make_token
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keyring backend that lives in a dict, for tests."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passwords: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.passwords.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.passwords[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        try:
+            del self.passwords[(service, username)]
+        except KeyError:
+            raise keyring.errors.PasswordDeleteError("not stored") from None
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    """An empty in-memory keyring in place of the OS one, for the test's duration."""
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)

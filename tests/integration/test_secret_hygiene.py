@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import keyring
-import keyring.backend
 import pytest
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -43,6 +41,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
 from pydantic import SecretStr
 
+from tests.conftest import MemoryKeyring
 from tests.leaks import find_secret, scan_tree
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
@@ -59,34 +58,6 @@ from usegrant_flows.tasks import create_access_token
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 EVENT = "usegrant.test.delivered"
-
-
-class _MemoryKeyring(keyring.backend.KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def delete_password(self, service: str, username: str) -> None:
-        del self.entries[(service, username)]
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[_MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = _MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -210,7 +181,7 @@ def test_no_token_or_api_key_leaks_anywhere(
     prefect_home: str,
     tmp_path: Path,
     webhook_receiver: tuple[str, list[bytes]],
-    memory_keyring: _MemoryKeyring,
+    memory_keyring: MemoryKeyring,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

@@ -6,46 +6,15 @@ import base64
 import json
 from collections.abc import Iterator
 
-import keyring
-import keyring.errors
 import pytest
-from keyring.backend import KeyringBackend
 
+from tests.conftest import MemoryKeyring
 from usegrant_flows.client import set_testing
 
 
-class MemoryKeyring(KeyringBackend):
-    """A keyring backend that lives in a dict, for tests."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.passwords[(service, username)]
-        except KeyError:
-            raise keyring.errors.PasswordDeleteError("not stored") from None
-
-
 @pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    """Every test gets an empty in-memory keyring instead of the developer's own."""
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
+def _keyring_of_memory(memory_keyring: MemoryKeyring) -> None:
+    """Every unit test gets an empty in-memory keyring instead of the developer's own."""
 
 
 @pytest.fixture(autouse=True)

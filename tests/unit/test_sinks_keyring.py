@@ -11,42 +11,13 @@ import keyring.backends.fail
 import pytest
 from pydantic import ValidationError
 
+from tests.conftest import MemoryKeyring
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.models import AccessToken
 from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
 from usegrant_flows.sinks import KeyringTokenSink, SinkError
 
 MakeToken = Callable[..., AccessToken]
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """An in-process keyring for tests."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def delete_password(self, service: str, username: str) -> None:
-        del self.entries[(service, username)]
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
 
 
 @pytest.fixture
@@ -64,7 +35,7 @@ def test_stores_the_wire_json_under_service_and_username(
 ) -> None:
     token = make_token()
     KeyringTokenSink(service="svc", username="deployer").write(token)
-    stored = memory_keyring.entries[("svc", "deployer")]
+    stored = memory_keyring.passwords[("svc", "deployer")]
     assert stored == json.dumps(token.to_wire(), separators=(",", ":"))
 
 
@@ -85,7 +56,7 @@ def test_read_returns_none_when_nothing_is_stored(memory_keyring: MemoryKeyring)
 
 
 def test_read_of_an_entry_that_is_not_a_token_raises(memory_keyring: MemoryKeyring) -> None:
-    memory_keyring.entries[("usegrant-flows-tokens", "access-token")] = "hunter2"
+    memory_keyring.passwords[("usegrant-flows-tokens", "access-token")] = "hunter2"
     with pytest.raises(SinkError) as caught:
         KeyringTokenSink().read()
     assert "hunter2" not in str(caught.value)
