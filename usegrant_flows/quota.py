@@ -43,6 +43,7 @@ from prefect.concurrency.asyncio import rate_limit as arate_limit
 from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import get_current_settings
+from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import SecretStr
 
 from usegrant_flows._budget import DEFAULT_WINDOW, Budget, WindowLimiter, local_limiter
@@ -187,20 +188,7 @@ async def aapply_quota(block_name: str, budget: Budget) -> QuotaSpec:
 
 def apply_quota(block_name: str, budget: Budget) -> QuotaSpec:
     """Sync form of :func:`aapply_quota`."""
-    spec = QuotaSpec.for_budget(budget)
-    with get_client(sync_client=True) as client:
-        for attempt in (1, 2):
-            try:
-                client.upsert_global_concurrency_limit_by_name(
-                    limit_name(block_name),
-                    spec.limit,
-                    slot_decay_per_second=spec.slot_decay_per_second,
-                )
-                break
-            except ObjectAlreadyExists:
-                if attempt == 2:
-                    raise
-    return spec
+    return run_coro_as_sync(aapply_quota(block_name, budget))
 
 
 async def aread_quota(block_name: str) -> QuotaStatus | None:
@@ -221,18 +209,7 @@ async def aread_quota(block_name: str) -> QuotaStatus | None:
 
 def read_quota(block_name: str) -> QuotaStatus | None:
     """Sync form of :func:`aread_quota`."""
-    with get_client(sync_client=True) as client:
-        try:
-            gcl = client.read_global_concurrency_limit_by_name(limit_name(block_name))
-        except ObjectNotFound:
-            return None
-    return QuotaStatus(
-        name=gcl.name,
-        limit=gcl.limit,
-        active_slots=gcl.active_slots,
-        slot_decay_per_second=gcl.slot_decay_per_second,
-        active=gcl.active,
-    )
+    return run_coro_as_sync(aread_quota(block_name))
 
 
 async def aplan_fleet(targets: Sequence[RotationTarget]) -> FleetPlan:
