@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {
-    "usegrant_flows.client": "import usegrant_flows.client",
+    "usegrant_flows.api.client": "import usegrant_flows.api.client",
     "httpx + pydantic_settings": "import httpx, pydantic_settings",
     "prefect": "import prefect",
 }
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="samples per target (default 7)")
     args = parser.parse_args()
 
-    sample("import usegrant_flows.client, prefect")  # warm the OS file cache and .pyc files
+    sample("import usegrant_flows.api.client, prefect")  # warm the OS file cache and .pyc files
     medians: dict[str, tuple[float, float]] = {}
     for name, statement in TARGETS.items():
         samples = [sample(statement) for _ in range(args.repeats)]
@@ -65,8 +65,8 @@ def main() -> None:
     print(f"{'target':<28}{'import (s)':>12}{'process (s)':>14}")
     for name, (imported, wall) in medians.items():
         print(f"{name:<28}{imported:>12.3f}{wall:>14.3f}")
-    core, prefect = medians["usegrant_flows.client"][0], medians["prefect"][0]
-    print(f"prefect / usegrant_flows.client import time: {prefect / core:.1f}x")
+    core, prefect = medians["usegrant_flows.api.client"][0], medians["prefect"][0]
+    print(f"prefect / usegrant_flows.api.client import time: {prefect / core:.1f}x")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "bench-quota"
 RUN_FLOW = """
 import asyncio, sys
-from flows.rotate_tokens import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_tokens
 state = asyncio.run(rotate_tokens(targets_file=sys.argv[1], concurrency=64, return_state=True))
 print("STATE", state.type.value, (state.message or "")[:300])
 sys.exit(0 if state.is_completed() else 1)
@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--skip-local", action="store_true", help="skip (A)")
     args = parser.parse_args()
 
-    from usegrant_flows._budget import Budget
+    from usegrant_flows.quota.budget import Budget
 
     budget = Budget(args.budget, args.window)
     work = Path(tempfile.mkdtemp(prefix="usegrant-bench-quota-"))

@@ -122,7 +122,7 @@ async def bench_async(
     base_url: str, api_key: str, provider_id: str, clients: list[str], c: int
 ) -> float:
     """(b) AsyncUseGrantClient, C requests in flight; tokens are dropped at once."""
-    from usegrant_flows.client import AsyncUseGrantClient
+    from usegrant_flows.api.client import AsyncUseGrantClient
 
     limit = asyncio.Semaphore(c)
 
@@ -150,8 +150,8 @@ def flow_phase(args: argparse.Namespace) -> None:
     for name in ("PREFECT_API_URL", "PREFECT_API_KEY"):
         os.environ.pop(name, None)
     api_key = os.environ.pop("BENCH_API_KEY")
-    from flows.rotate_tokens import rotate_tokens
     from usegrant_flows.credentials import UseGrantCredentials
+    from usegrant_flows.rotation.rotate_flow import rotate_tokens
 
     clients = json.loads((work / "clients.json").read_text())
     fleet = {

@@ -1,5 +1,5 @@
-"""Example flows: the deployment entrypoints of ``prefect.yaml``.
+"""Example flows: the deployment entrypoints of ``prefect.yaml``, thin over the package.
 
-* :func:`flows.rotate_tokens.rotate_tokens`: keep a fleet of tokens fresh, on a schedule.
-* :func:`flows.mint_token.mint_token`: mint one token now, for ad-hoc runs from the UI.
+* ``flows/rotate_tokens.py``: keep a fleet of tokens fresh, on a schedule.
+* ``flows/mint_token.py``: mint one token now, for ad-hoc runs from the UI.
 """

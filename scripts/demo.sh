@@ -11,4 +11,4 @@ fi
 if [ -x .venv/bin/usegrant-flows ] && .venv/bin/usegrant-flows demo --help >/dev/null 2>&1; then
   exec .venv/bin/usegrant-flows demo "$@"
 fi
-exec .venv/bin/python -m usegrant_flows.demo "$@"
+exec .venv/bin/python -m usegrant_flows.cli.demo "$@"

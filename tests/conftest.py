@@ -45,7 +45,7 @@ def prefect_harness() -> Iterator[None]:
 def _no_retry_sleeps() -> None:
     """Make the client's retry waits zero, when the client offers the switch."""
     try:
-        client = importlib.import_module("usegrant_flows.client")
+        client = importlib.import_module("usegrant_flows.api.client")
     except ImportError:
         return
     set_testing = getattr(client, "set_testing", None)
@@ -57,7 +57,7 @@ def _make_token(lifetime: int = 3600, **claims: Any) -> Any:
     """Return an AccessToken holding a real (HS256-signed) JWT expiring in ``lifetime`` s."""
     import jwt
 
-    from usegrant_flows.models import AccessToken, format_js_datetime
+    from usegrant_flows.api.models import AccessToken, format_js_datetime
 
     now = int(time.time())
     body = {"jti": str(uuid.uuid4()), "iat": now, "exp": now + lifetime, **claims}

@@ -1,10 +1,11 @@
 """usegrant-flows: mint UseGrant access tokens from Prefect, and push them downstream.
 
 The core (client, models, settings, errors) never imports Prefect, so
-``import usegrant_flows.client`` stays cheap. The Prefect-layer names below
+``import usegrant_flows.api.client`` stays cheap. The Prefect-layer names below
 (``UseGrantCredentials``, ``create_access_token``, ``acreate_access_token``) are loaded
 on first use (PEP 562), and listed by :func:`dir` so that
-``prefect block register -m usegrant_flows`` finds the blocks.
+``prefect block register -m usegrant_flows`` finds the blocks. The package map is in
+``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from usegrant_flows._version import __version__
 
 if TYPE_CHECKING:
-    from usegrant_flows.client import AsyncUseGrantClient, UseGrantClient
+    from usegrant_flows.api.client import AsyncUseGrantClient, UseGrantClient
+    from usegrant_flows.api.models import AccessToken
+    from usegrant_flows.api.settings import UseGrantSettings
     from usegrant_flows.credentials import UseGrantCredentials
-    from usegrant_flows.models import AccessToken
-    from usegrant_flows.settings import UseGrantSettings
     from usegrant_flows.sinks import (
         FileTokenSink,
         KeyringTokenSink,
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "UseGrantClient": "usegrant_flows.client",
-    "AsyncUseGrantClient": "usegrant_flows.client",
-    "AccessToken": "usegrant_flows.models",
-    "UseGrantSettings": "usegrant_flows.settings",
+    "UseGrantClient": "usegrant_flows.api.client",
+    "AsyncUseGrantClient": "usegrant_flows.api.client",
+    "AccessToken": "usegrant_flows.api.models",
+    "UseGrantSettings": "usegrant_flows.api.settings",
     "UseGrantCredentials": "usegrant_flows.credentials",
     "create_access_token": "usegrant_flows.tasks",
     "acreate_access_token": "usegrant_flows.tasks",

@@ -16,22 +16,26 @@ from typing import TYPE_CHECKING
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import ConfigDict, Field, SecretStr
 
-from usegrant_flows.client import (
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.client import (
     AsyncUseGrantClient,
     RequestLimiter,
     RetryPolicy,
     UseGrantClient,
 )
-from usegrant_flows.models import DEFAULT_BASE_URL
+from usegrant_flows.api.models import DEFAULT_BASE_URL
+from usegrant_flows.loading import aload_block, load_block
+from usegrant_flows.quota.budget import DEFAULT_REQUESTS, DEFAULT_WINDOW, Budget
 
 if TYPE_CHECKING:
-    from usegrant_flows.quota import QuotaLimiter
-from usegrant_flows.sinks.base import DOCUMENTATION_URL, LOGO_URL
+    from usegrant_flows.quota.limiter import QuotaLimiter
 
-__all__ = ["DEFAULT_MAX_REQUESTS_PER_HOUR", "UseGrantCredentials"]
+__all__ = ["UseGrantCredentials", "aload_credentials", "load_credentials"]
 
-#: UseGrant's default request quota per API key and hour.
-DEFAULT_MAX_REQUESTS_PER_HOUR = 1000
+_MISSING_HINT = (
+    "create it in the UI (Blocks > UseGrant Credentials) or with "
+    "UseGrantCredentials(...).save(name)"
+)
 
 
 class UseGrantCredentials(CredentialsBlock):
@@ -41,7 +45,7 @@ class UseGrantCredentials(CredentialsBlock):
     (the caller closes it: use it as a context manager). The key and base URL are
     checked then, by the client: a malformed key, or a base URL that is not https
     (plain http is allowed to a loopback host only), raises
-    :class:`~usegrant_flows.errors.ConfigurationError` before any request.
+    :class:`~usegrant_flows.api.errors.ConfigurationError` before any request.
 
     ``max_requests_per_hour`` is the request budget of the API key, shared by every
     flow and deployment that uses this block (UseGrant's default quota is 1000
@@ -49,7 +53,7 @@ class UseGrantCredentials(CredentialsBlock):
     from this block takes a slot first: from the Prefect global concurrency limit
     ``usegrant-quota-<block name>`` when the block is saved and a Prefect server is
     configured (shared by all workers), else from an in-process limiter (see
-    :mod:`usegrant_flows.quota`).
+    :mod:`usegrant_flows.quota.limiter`).
 
     Attributes:
         api_key: The UseGrant API key (``usegrant_...`` or ``uga_...``).
@@ -80,6 +84,7 @@ class UseGrantCredentials(CredentialsBlock):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "UseGrant Credentials"
+    _block_type_slug = "usegrant-credentials"
     _logo_url = LOGO_URL
     _documentation_url = DOCUMENTATION_URL
     _description = "API key and endpoint for minting UseGrant access tokens."
@@ -97,7 +102,7 @@ class UseGrantCredentials(CredentialsBlock):
         description="Seconds allowed for one HTTP attempt (greater than 0).",
     )
     max_requests_per_hour: int = Field(
-        default=DEFAULT_MAX_REQUESTS_PER_HOUR,
+        default=DEFAULT_REQUESTS,
         ge=1,
         description=(
             "Requests per hour this API key may make, shared by every flow using this block "
@@ -106,7 +111,7 @@ class UseGrantCredentials(CredentialsBlock):
     )
 
     quota_window_seconds: float = Field(
-        default=3600.0,
+        default=DEFAULT_WINDOW,
         gt=0,
         title="Quota window (seconds)",
         description=(
@@ -115,16 +120,20 @@ class UseGrantCredentials(CredentialsBlock):
         ),
     )
 
+    def budget(self) -> Budget:
+        """Return the request budget this block declares for its key."""
+        return Budget(self.max_requests_per_hour, self.quota_window_seconds)
+
     def quota_limiter(self) -> QuotaLimiter:
-        """Return the request budget of this block's key (see :mod:`usegrant_flows.quota`).
+        """Return the request budget of this block's key (see :mod:`usegrant_flows.quota.limiter`).
 
         A saved block with a Prefect server configured uses the global concurrency
         limit ``usegrant-quota-<block name>``; otherwise the key's in-process limiter.
         """
-        from usegrant_flows.quota import QuotaLimiter, budget_of
+        from usegrant_flows.quota.limiter import QuotaLimiter
 
         name = getattr(self, "_block_document_name", None)
-        return QuotaLimiter(self.api_key, budget_of(self), name)
+        return QuotaLimiter(self.api_key, self.budget(), name)
 
     def get_client(
         self, *, retry: RetryPolicy | None = None, limiter: RequestLimiter | None = None
@@ -166,3 +175,19 @@ class UseGrantCredentials(CredentialsBlock):
             retry=retry,
             limiter=limiter if limiter is not None else self.quota_limiter(),
         )
+
+
+async def aload_credentials(name: str) -> UseGrantCredentials:
+    """Load a saved :class:`UseGrantCredentials` block by name.
+
+    Raises:
+        ConfigurationError: When no such block exists (the message says how to create it).
+    """
+    return await aload_block(
+        UseGrantCredentials, name, what="credentials block", hint=_MISSING_HINT
+    )
+
+
+def load_credentials(name: str) -> UseGrantCredentials:
+    """Sync form of :func:`aload_credentials`."""
+    return load_block(UseGrantCredentials, name, what="credentials block", hint=_MISSING_HINT)

@@ -1,7 +1,7 @@
 """Prefect tasks that mint UseGrant access tokens.
 
 :func:`create_access_token` (sync) and :func:`acreate_access_token` (async) take the
-same arguments and return an :class:`~usegrant_flows.models.AccessToken`; a sync flow
+same arguments and return an :class:`~usegrant_flows.api.models.AccessToken`; a sync flow
 calls the sync task and never receives a coroutine.
 
 Two layers of retries, and how they multiply:
@@ -10,16 +10,16 @@ Two layers of retries, and how they multiply:
   ``Retry-After``, 5xx) inside one task run: at most 5 HTTP attempts, and no attempt
   starts after 30 s (its timeout is cut to what is left of those 30 s);
 * Prefect retries the task run only when the final error is still transient
-  (:func:`usegrant_flows.errors.is_transient`): 2 task retries, after about 10 s and
+  (:func:`usegrant_flows.api.errors.is_transient`): 2 task retries, after about 10 s and
   30 s (jitter factor 0.5: at most 15 s and 45 s).
 
 Worst case for one call: 3 task runs x 5 attempts = **15 HTTP attempts**, in at most
 3 x 30 s + 15 s + 45 s = **150 seconds**. A 400, 401/403 or 404, or bad input
-(:class:`~usegrant_flows.errors.ConfigurationError`) fails the task run at once:
+(:class:`~usegrant_flows.api.errors.ConfigurationError`) fails the task run at once:
 1 HTTP attempt (0 for bad input), no task retry.
 
 Every HTTP attempt first takes a slot of the API key's request budget: the credentials
-block's (see :mod:`usegrant_flows.quota`), or for the settings' key an in-process limit
+block's (see :mod:`usegrant_flows.quota.limiter`), or for the settings' key an in-process limit
 of UseGrant's default 1000 requests per hour.
 
 Both tasks use ``cache_policy=NO_CACHE`` and ``persist_result=False``: a token is
@@ -37,12 +37,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from pydantic import SecretStr
 
-from usegrant_flows._budget import Budget, WindowLimiter, local_limiter
-from usegrant_flows.client import AsyncUseGrantClient, UseGrantClient
-from usegrant_flows.credentials import DEFAULT_MAX_REQUESTS_PER_HOUR, UseGrantCredentials
-from usegrant_flows.errors import is_transient
-from usegrant_flows.models import AccessToken
-from usegrant_flows.settings import load_settings
+from usegrant_flows.api.client import AsyncUseGrantClient, UseGrantClient
+from usegrant_flows.api.errors import is_transient
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.settings import load_settings
+from usegrant_flows.credentials import UseGrantCredentials
+from usegrant_flows.quota.budget import DEFAULT_BUDGET, WindowLimiter, local_limiter
 
 __all__ = [
     "TASK_RETRIES",
@@ -88,8 +88,7 @@ _TASK_OPTIONS: dict[str, Any] = {
 def _settings_key_and_limiter() -> tuple[SecretStr, WindowLimiter]:
     """The settings' key and its in-process budget (UseGrant's default 1000 per hour)."""
     key = load_settings().require_api_key()
-    budget = Budget(DEFAULT_MAX_REQUESTS_PER_HOUR)
-    return key, local_limiter(key.get_secret_value(), budget)
+    return key, local_limiter(key.get_secret_value(), DEFAULT_BUDGET)
 
 
 def _client(credentials: UseGrantCredentials | None) -> UseGrantClient:
@@ -131,7 +130,7 @@ def create_access_token(
 
     Args:
         usegrant_credentials: The credentials block; ``None`` reads
-            :class:`~usegrant_flows.settings.UseGrantSettings` (``USEGRANT_API_KEY``,
+            :class:`~usegrant_flows.api.settings.UseGrantSettings` (``USEGRANT_API_KEY``,
             ``.env``, the OS keyring; ``USEGRANT_BASE_URL``).
         provider_id: The provider's UUID.
         client_id: The client's UUID.

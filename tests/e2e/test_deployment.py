@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import REPO_ROOT, PrefectServer
+from usegrant_flows.api.verify import verify_token
 from usegrant_flows.sinks import FileTokenSink
-from usegrant_flows.verify import verify_token
 
 POOL = "usegrant-process"
 

@@ -31,7 +31,7 @@ RUN_TIMEOUT = 240.0  # seconds
 
 RUN_FLOW = """
 import asyncio, sys
-from flows.rotate_tokens import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_tokens
 state = asyncio.run(rotate_tokens(targets_file=sys.argv[1], return_state=True))
 print("STATE", state.type.value, state.message)
 sys.exit(0 if state.is_completed() else 1)

@@ -281,7 +281,7 @@ def test_ui_shows_the_run_completed_with_an_artifact_naming_the_token_not_holdin
 def test_custom_run_writes_a_token_that_verifies_against_the_emulator_jwks(
     prefect_server: PrefectServer, ui_run: UIRun, emulator: Any
 ) -> None:
-    from usegrant_flows.verify import verify_token
+    from usegrant_flows.api.verify import verify_token
 
     token = read_secret_token(prefect_server)
     claims = verify_token(token, emulator.jwks_url, audience=ui_run.audience, issuer=ui_run.issuer)

@@ -1,4 +1,4 @@
-"""The README's main job: `python -m usegrant_flows.demo` on a fresh folder, in its own process."""
+"""The README's main job: `python -m usegrant_flows.cli.demo` on a fresh folder, alone."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def demo_run(
     env["PYTHONPATH"] = str(REPO_ROOT)
     env["COLUMNS"] = "160"
     proc = subprocess.run(
-        [sys.executable, "-m", "usegrant_flows.demo", "demo"],
+        [sys.executable, "-m", "usegrant_flows.cli.demo", "demo"],
         cwd=workdir,
         env=env,
         capture_output=True,

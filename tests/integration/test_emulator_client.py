@@ -9,17 +9,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from usegrant_flows.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient, set_testing
-from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.errors import (
+from usegrant_flows.api.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient, set_testing
+from usegrant_flows.api.errors import (
     AuthenticationError,
     NotFoundError,
     RateLimitError,
     ServerError,
     UseGrantConnectionError,
 )
-from usegrant_flows.models import AccessToken
-from usegrant_flows.verify import verify_token
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.verify import verify_token
+from usegrant_flows.emulator import RunningEmulator
 
 
 class CountingLimiter:

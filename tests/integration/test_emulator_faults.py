@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.emulator import TOKEN_ROUTE, RunningEmulator
-from usegrant_flows.errors import ConfigurationError
 
 CALLS = 400
 

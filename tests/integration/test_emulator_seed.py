@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.emulator import (
     AWS_CLIENT_ID,
     AZURE_CLIENT_ID,
@@ -20,7 +21,6 @@ from usegrant_flows.emulator import (
     load_seed,
     run_emulator,
 )
-from usegrant_flows.errors import ConfigurationError
 
 PROVIDER_A = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
 PROVIDER_B = uuid.UUID("bbbbbbbb-0000-4000-8000-000000000001")

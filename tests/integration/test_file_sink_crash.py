@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import FileTokenSink
 
 KILLS = 300

@@ -12,11 +12,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import State
 
-from flows.mint_token import mint_token
+from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
+from usegrant_flows.rotation.mint_flow import mint_token
 from usegrant_flows.sinks import FileTokenSink
-from usegrant_flows.verify import verify_token
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -21,12 +21,12 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import State
 
-from flows.rotate_tokens import rotate_tokens
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.models import AccessToken
+from usegrant_flows.rotation.rotate_flow import rotate_tokens
 from usegrant_flows.sinks import FileTokenSink
-from usegrant_flows.verify import verify_token
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -16,10 +16,10 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 
-from usegrant_flows.cli import main
+from usegrant_flows.cli.commands import main
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator.faults import max_in_sliding_window
-from usegrant_flows.quota import (
+from usegrant_flows.quota.limiter import (
     Budget,
     QuotaLimiter,
     QuotaSpec,
@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER = """
 import json, sys, time
 from pydantic import SecretStr
-from usegrant_flows.quota import Budget, QuotaLimiter
+from usegrant_flows.quota.limiter import Budget, QuotaLimiter
 count, requests, window, block = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 limiter = QuotaLimiter(SecretStr("usegrant_shared"), Budget(requests, window), block)
 assert limiter.mode == "global", limiter.mode
@@ -200,7 +200,7 @@ async def test_coroutines_waiting_together_share_one_acquisition() -> None:
 async def test_a_failing_acquisition_reaches_every_waiting_coroutine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import usegrant_flows.quota as quota
+    import usegrant_flows.quota.limiter as quota
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("Prefect API unreachable")

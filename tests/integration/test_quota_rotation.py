@@ -10,9 +10,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import State
 
-from flows.rotate_tokens import rotate_tokens
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
+from usegrant_flows.rotation.rotate_flow import rotate_tokens
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

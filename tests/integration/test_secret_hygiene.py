@@ -43,9 +43,9 @@ from pydantic import SecretStr
 
 from tests.conftest import MemoryKeyring
 from tests.leaks import find_secret, scan_tree
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.models import AccessToken
 from usegrant_flows.sinks import (
     FileTokenSink,
     KeyringTokenSink,

@@ -12,15 +12,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.states import Failed
 
-from usegrant_flows.credentials import UseGrantCredentials
-from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.errors import (
+from usegrant_flows.api.errors import (
     AuthenticationError,
     ConfigurationError,
     ServerError,
     UseGrantConnectionError,
 )
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.credentials import UseGrantCredentials
+from usegrant_flows.emulator import RunningEmulator
 from usegrant_flows.tasks import (
     TASK_RETRIES,
     acreate_access_token,

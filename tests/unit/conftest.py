@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import MemoryKeyring
-from usegrant_flows.client import set_testing
+from usegrant_flows.api.client import set_testing
 
 
 @pytest.fixture(autouse=True)

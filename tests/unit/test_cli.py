@@ -17,8 +17,8 @@ import pytest
 import respx
 
 from tests.unit.conftest import MemoryKeyring, make_jwt
-from usegrant_flows.cli import main
-from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
+from usegrant_flows.api.settings import KEYRING_SERVICE, KEYRING_USERNAME
+from usegrant_flows.cli.commands import main
 
 BASE = "https://sdk.usegrant.dev"
 API_KEY = "usegrant_cli_test_key_41b2"
@@ -217,14 +217,14 @@ def test_a_usage_error_is_one_line_on_stderr_with_exit_2(
 def test_a_missing_lazily_registered_command_is_one_line_with_exit_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import usegrant_flows.cli as cli
+    import usegrant_flows.cli.commands as cli
 
-    monkeypatch.setitem(sys.modules, "usegrant_flows.quota_cli", None)  # import fails
+    monkeypatch.setitem(sys.modules, "usegrant_flows.cli.quota", None)  # import fails
     # A fresh app: another test may already have resolved the lazy command.
     fresh = importlib.reload(cli)
     try:
         assert fresh.main(["quota"]) == 1
-        assert "quota_cli" in one_error_line(capsys.readouterr().err)
+        assert "usegrant_flows.cli.quota" in one_error_line(capsys.readouterr().err)
     finally:
         monkeypatch.undo()
         importlib.reload(cli)
@@ -352,7 +352,7 @@ def test_as_a_process_errors_are_one_line_with_no_traceback(tmp_path: Path) -> N
 def test_token_create_imports_neither_prefect_nor_the_emulator_stack(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from usegrant_flows.cli import main\n"
+        "from usegrant_flows.cli.commands import main\n"
         f"main({CREATE!r})\n"
         "top = {m.split('.')[0] for m in sys.modules}\n"
         "print(sorted(top & {'prefect', 'uvicorn', 'fastapi'}))\n"

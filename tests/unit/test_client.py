@@ -21,8 +21,8 @@ import respx
 
 from tests.unit.conftest import make_jwt
 from usegrant_flows._version import __version__
-from usegrant_flows.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient
-from usegrant_flows.errors import (
+from usegrant_flows.api.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient
+from usegrant_flows.api.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -33,7 +33,7 @@ from usegrant_flows.errors import (
     UseGrantAPIError,
     UseGrantConnectionError,
 )
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.models import AccessToken
 
 BASE = "https://sdk.usegrant.dev"
 API_KEY = "usegrant_unit_test_key_7f3a9c"
@@ -340,7 +340,7 @@ async def test_retry_after_seconds_is_the_wait_before_the_next_attempt(
         httpx.Response(201, json=OK_BODY),
     ]
 
-    with caplog.at_level(logging.WARNING, logger="usegrant_flows.client"):
+    with caplog.at_level(logging.WARNING, logger="usegrant_flows.api.client"):
         await mint()
 
     assert route.call_count == 2
@@ -356,7 +356,7 @@ async def test_retry_after_as_an_http_date_is_honoured(
         httpx.Response(201, json=OK_BODY),
     ]
 
-    with caplog.at_level(logging.WARNING, logger="usegrant_flows.client"):
+    with caplog.at_level(logging.WARNING, logger="usegrant_flows.api.client"):
         await mint()
 
     # A date in the past means "retry now".
@@ -686,12 +686,12 @@ async def test_each_retry_is_logged_at_warning_with_status_and_attempt_number(
     api.post(TOKENS_URL).respond(503)
 
     with (
-        caplog.at_level(logging.WARNING, logger="usegrant_flows.client"),
+        caplog.at_level(logging.WARNING, logger="usegrant_flows.api.client"),
         pytest.raises(ServerError),
     ):
         await mint()
 
-    retries = [r for r in caplog.records if r.name == "usegrant_flows.client"]
+    retries = [r for r in caplog.records if r.name == "usegrant_flows.api.client"]
     assert [r.levelno for r in retries] == [logging.WARNING] * 4
     messages = [r.getMessage() for r in retries]
     assert all("HTTP 503" in message for message in messages)
@@ -705,7 +705,7 @@ async def test_a_connection_retry_is_logged_with_the_error_class(
     route = api.post(TOKENS_URL)
     route.side_effect = [httpx.ConnectTimeout("slow"), httpx.Response(201, json=OK_BODY)]
 
-    with caplog.at_level(logging.WARNING, logger="usegrant_flows.client"):
+    with caplog.at_level(logging.WARNING, logger="usegrant_flows.api.client"):
         await mint()
 
     assert "ConnectTimeout" in caplog.text
@@ -718,7 +718,7 @@ async def test_non_transient_errors_are_not_logged_as_retries(
     api.post(TOKENS_URL).respond(404, json={"code": "NOT_FOUND", "message": "no such client"})
 
     with (
-        caplog.at_level(logging.WARNING, logger="usegrant_flows.client"),
+        caplog.at_level(logging.WARNING, logger="usegrant_flows.api.client"),
         pytest.raises(NotFoundError),
     ):
         await mint()
@@ -824,5 +824,5 @@ async def test_concurrent_async_calls_go_to_the_least_busy_pools(api: respx.Mock
 
 
 def test_importing_the_client_does_not_import_prefect() -> None:
-    code = "import usegrant_flows.client, sys; assert 'prefect' not in sys.modules"
+    code = "import usegrant_flows.api.client, sys; assert 'prefect' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

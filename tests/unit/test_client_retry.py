@@ -13,10 +13,10 @@ import respx
 from tenacity import RetryCallState
 
 from tests.unit.conftest import make_jwt
-from usegrant_flows import _retry
-from usegrant_flows._retry import backoff_wait, parse_retry_after
-from usegrant_flows.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient, set_testing
-from usegrant_flows.errors import RateLimitError, ServerError, UseGrantConnectionError
+from usegrant_flows.api import retry as _retry
+from usegrant_flows.api.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient, set_testing
+from usegrant_flows.api.errors import RateLimitError, ServerError, UseGrantConnectionError
+from usegrant_flows.api.retry import backoff_wait, parse_retry_after
 
 BASE = "https://sdk.usegrant.dev"
 PROVIDER = "5b0f4c3e-8d7a-4a3b-9c1d-2e3f4a5b6c7d"

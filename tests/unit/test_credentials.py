@@ -8,10 +8,10 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from usegrant_flows import UseGrantCredentials as LazyCredentials
-from usegrant_flows.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient
+from usegrant_flows.api.client import AsyncUseGrantClient, RetryPolicy, UseGrantClient
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import DEFAULT_BASE_URL
 from usegrant_flows.credentials import UseGrantCredentials
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import DEFAULT_BASE_URL
 
 KEY = "usegrant_unit_test_key_0123456789"
 

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from usegrant_flows.errors import (
+from usegrant_flows.api.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,

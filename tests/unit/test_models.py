@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.unit.conftest import make_jwt
-from usegrant_flows.models import (
+from usegrant_flows.api.models import (
     DEFAULT_BASE_URL,
     MAX_EXPIRES_IN,
     AccessToken,

@@ -7,15 +7,15 @@ import threading
 
 import pytest
 
-from usegrant_flows._budget import (
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.emulator.faults import SlidingWindowLimiter, max_in_sliding_window
+from usegrant_flows.quota.budget import (
     Budget,
     WindowLimiter,
     key_fingerprint,
     local_limiter,
     reset_local_limiters,
 )
-from usegrant_flows.emulator.faults import SlidingWindowLimiter, max_in_sliding_window
-from usegrant_flows.errors import ConfigurationError
 
 
 class FakeClock:

@@ -13,15 +13,15 @@ import pytest
 import respx
 
 from tests.unit.conftest import make_jwt
-from usegrant_flows.client import (
+from usegrant_flows.api.client import (
     AsyncUseGrantClient,
     KeyGate,
     RetryPolicy,
     UseGrantClient,
     set_testing,
 )
+from usegrant_flows.api.errors import AuthenticationError, RateLimitError
 from usegrant_flows.emulator.faults import SlidingWindowLimiter
-from usegrant_flows.errors import AuthenticationError, RateLimitError
 
 BASE = "https://sdk.usegrant.dev"
 PROVIDER = "5b0f4c3e-8d7a-4a3b-9c1d-2e3f4a5b6c7d"

@@ -6,9 +6,9 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
-from usegrant_flows._budget import Budget, WindowLimiter, reset_local_limiters
 from usegrant_flows.credentials import UseGrantCredentials
-from usegrant_flows.quota import QuotaLimiter, budget_of, prefect_api_configured
+from usegrant_flows.quota.budget import Budget, WindowLimiter, reset_local_limiters
+from usegrant_flows.quota.limiter import QuotaLimiter, prefect_api_configured
 
 KEY = "usegrant_quota_unit_key"
 
@@ -33,7 +33,7 @@ def test_clients_from_a_block_take_its_budget_by_default() -> None:
         limiter = client.limiter
     assert isinstance(limiter, QuotaLimiter)
     assert limiter.budget == Budget(42, 60)
-    assert budget_of(block) == Budget(42, 60)
+    assert block.budget() == Budget(42, 60)
 
 
 async def test_async_clients_from_a_block_take_its_budget_by_default() -> None:

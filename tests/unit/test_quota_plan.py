@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from usegrant_flows._budget import Budget
-from usegrant_flows._quota_plan import (
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.quota.budget import Budget
+from usegrant_flows.rotation.fleet import RotationTarget
+from usegrant_flows.rotation.plan import (
     QuotaPlanError,
     check_fleet_plan,
     mints_per_hour,
     plan_fleet,
     stagger_offset,
 )
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.fleet import RotationTarget
 
 
 def target(index: int, **fields: Any) -> RotationTarget:
@@ -94,9 +94,15 @@ def test_the_refusal_names_the_range_of_lifetimes_when_they_differ() -> None:
     assert "the USEGRANT_* settings key" in str(caught.value)
 
 
-def test_credentials_without_a_known_budget_get_the_apis_default() -> None:
-    plan = plan_fleet([target(1, credentials="x")], {})
+def test_the_settings_key_gets_the_apis_default_budget() -> None:
+    plan = plan_fleet([target(1)], {})
+    assert plan.keys[0].credentials is None
     assert plan.keys[0].budget == Budget(1000)
+
+
+def test_a_credentials_block_without_a_budget_is_an_error_not_a_silent_default() -> None:
+    with pytest.raises(ConfigurationError, match="no request budget for credentials block 'x'"):
+        plan_fleet([target(1, credentials="x")], {})
 
 
 def test_the_stagger_offset_is_fixed_per_target_and_inside_the_spread() -> None:

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from usegrant_flows import rotation_runner
-from usegrant_flows._quota_plan import stagger_offset
-from usegrant_flows.fleet import RotationTarget
-from usegrant_flows.models import AccessToken
-from usegrant_flows.rotation import RotationAction
-from usegrant_flows.rotation_runner import FleetRunner
+from usegrant_flows.api.clock import Clock
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.rotation.fleet import RotationTarget
+from usegrant_flows.rotation.plan import stagger_offset
+from usegrant_flows.rotation.policy import RotationAction
+from usegrant_flows.rotation import runner as rotation_runner
+from usegrant_flows.rotation.runner import FleetRunner
 
 P = "10000000-0000-4000-8000-000000000001"
 SPREAD = 1.5  # seconds
@@ -40,16 +41,26 @@ class Sink:
 class RecordingClient:
     def __init__(self, make: Callable[[], AccessToken]) -> None:
         self.make = make
-        self.minted: list[tuple[str, float]] = []
+        self.minted: list[str] = []
 
     async def create_token(self, provider_id: Any, client_id: Any, **options: Any) -> AccessToken:
-        self.minted.append((str(client_id), time.monotonic()))
+        self.minted.append(str(client_id))
         return self.make()
 
 
+class WaitLog:
+    """A clock that does not sleep: it records each wait asked of it, in seconds."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.clock = Clock(sleep=self.waits.append)
+
+
 class Runner(FleetRunner):
-    def __init__(self, sinks: dict[str, Sink], client: RecordingClient, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self, sinks: dict[str, Sink], client: RecordingClient, waits: WaitLog, **kwargs: Any
+    ) -> None:
+        super().__init__(clock=waits.clock, **kwargs)
         self.fake_sinks = sinks
 
         async def get(credentials: str | None) -> RecordingClient:
@@ -83,22 +94,22 @@ def due_token(make_token: Callable[..., AccessToken]) -> AccessToken:
     return make_token(lifetime=600, iat=int(time.time()) - 3000)
 
 
-async def test_due_refreshes_go_out_in_the_order_of_their_fixed_offsets(
+async def test_each_due_refresh_waits_its_own_fixed_offset_before_minting(
     make_token: Callable[..., AccessToken], tmp_path: Path
 ) -> None:
     fleet = targets(6)
     sinks = {t.name: Sink(due_token(make_token)) for t in fleet}
     client = RecordingClient(make_token)
-    runner = Runner(sinks, client, lock_dir=tmp_path, spread=SPREAD)
+    waits = WaitLog()
+    runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=SPREAD)
 
-    started = time.monotonic()
-    results = await asyncio.gather(*(runner.rotate(t) for t in fleet))
+    results = [await runner.rotate(t) for t in fleet]
 
     assert all(r.action is RotationAction.MINTED for r in results)
-    offsets = {str(t.client_id): stagger_offset(t.identity, SPREAD) for t in fleet}
-    assert [c for c, _ in client.minted] == sorted(offsets, key=offsets.__getitem__)
-    # Each target waited at least its own offset (asyncio.sleep never wakes early).
-    assert all(moment - started >= offsets[c] - 0.01 for c, moment in client.minted)
+    offsets = [stagger_offset(t.identity, SPREAD) for t in fleet]
+    assert waits.waits == pytest.approx(offsets)
+    assert len(set(offsets)) == len(fleet)  # spread out, not one herd
+    assert all(0 < o < SPREAD for o in offsets)
 
 
 async def test_missing_tokens_are_delivered_at_once_without_waiting(
@@ -107,11 +118,13 @@ async def test_missing_tokens_are_delivered_at_once_without_waiting(
     fleet = targets(4)
     sinks = {t.name: Sink(None) for t in fleet}
     client = RecordingClient(make_token)
-    runner = Runner(sinks, client, lock_dir=tmp_path, spread=3600.0)
+    waits = WaitLog()
+    runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
 
-    results = await asyncio.wait_for(asyncio.gather(*(runner.rotate(t) for t in fleet)), 60)
+    results = await asyncio.gather(*(runner.rotate(t) for t in fleet))
 
     assert [r.action for r in results] == [RotationAction.MINTED] * 4
+    assert waits.waits == []
 
 
 async def test_a_token_inside_its_renew_before_margin_is_refreshed_at_once(
@@ -121,11 +134,29 @@ async def test_a_token_inside_its_renew_before_margin_is_refreshed_at_once(
     # 200 s left, under the default renew_before of 300 s: no waiting allowed.
     sinks = {target.name: Sink(make_token(lifetime=200, iat=int(time.time()) - 3400))}
     client = RecordingClient(make_token)
-    runner = Runner(sinks, client, lock_dir=tmp_path, spread=3600.0)
+    waits = WaitLog()
+    runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
 
-    result = await asyncio.wait_for(runner.rotate(target), 60)
+    result = await runner.rotate(target)
 
     assert result.action is RotationAction.MINTED
+    assert waits.waits == []
+
+
+async def test_a_wait_never_runs_past_the_renew_before_margin(
+    make_token: Callable[..., AccessToken], tmp_path: Path
+) -> None:
+    [target] = targets(1)
+    # 400 s left: 100 s before the 300 s margin, far less than the hour-long spread.
+    sinks = {target.name: Sink(make_token(lifetime=400, iat=int(time.time()) - 3200))}
+    client = RecordingClient(make_token)
+    waits = WaitLog()
+    runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
+
+    await runner.rotate(target)
+
+    [wait] = waits.waits
+    assert 0 < wait <= 100
 
 
 async def test_fresh_targets_neither_wait_nor_mint(
@@ -134,16 +165,18 @@ async def test_fresh_targets_neither_wait_nor_mint(
     fleet = targets(3)
     sinks = {t.name: Sink(make_token(lifetime=3600)) for t in fleet}
     client = RecordingClient(make_token)
-    runner = Runner(sinks, client, lock_dir=tmp_path, spread=3600.0)
+    waits = WaitLog()
+    runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
 
-    results = await asyncio.wait_for(asyncio.gather(*(runner.rotate(t) for t in fleet)), 60)
+    results = await asyncio.gather(*(runner.rotate(t) for t in fleet))
 
     assert [r.action for r in results] == [RotationAction.FRESH] * 3
     assert client.minted == []
+    assert waits.waits == []
 
 
 def test_a_negative_spread_is_refused(tmp_path: Path) -> None:
-    from usegrant_flows.errors import ConfigurationError
+    from usegrant_flows.api.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="spread"):
         FleetRunner(lock_dir=tmp_path, spread=-1.0)

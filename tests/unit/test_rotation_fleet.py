@@ -1,4 +1,4 @@
-"""Rotation targets and fleet files (YAML/JSON), and the sink specs' fit with the sink blocks."""
+"""Rotation targets and fleet files (YAML/JSON), and inline sink specs built from the registry."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.fleet import (
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.rotation.fleet import (
     BlockSinkSpec,
-    FileSinkSpec,
-    KeyringSinkSpec,
+    InlineSinkSpec,
     RotationTarget,
-    SecretBlockSinkSpec,
-    TokenFileFormat,
     load_fleet_file,
     parse_fleet,
 )
+from usegrant_flows.sinks import (
+    FileTokenSink,
+    KeyringTokenSink,
+    SecretBlockSink,
+    WebhookTokenSink,
+)
+from usegrant_flows.sinks.registry import SINK_KINDS, inline_kinds, sink_spec
 
 P = "10000000-0000-4000-8000-000000000001"
 C = "20000000-0000-4000-8000-000000000001"
@@ -66,7 +70,11 @@ def test_inline_sinks_are_picked_by_type() -> None:
             )
         ]
     )
-    assert [type(s) for s in t.sinks] == [FileSinkSpec, SecretBlockSinkSpec, KeyringSinkSpec]
+    assert [type(s.build()) for s in t.sinks if isinstance(s, InlineSinkSpec)] == [
+        FileTokenSink,
+        SecretBlockSink,
+        KeyringTokenSink,
+    ]
 
 
 def test_relative_file_paths_start_at_the_fleet_files_folder(tmp_path: Path) -> None:
@@ -77,7 +85,9 @@ def test_relative_file_paths_start_at_the_fleet_files_folder(tmp_path: Path) -> 
         "    sinks:\n      - {type: file, path: tokens/aws.jwt}\n"
     )
     [t] = load_fleet_file(fleet)
-    assert t.sinks[0] == FileSinkSpec(path=str(tmp_path / "conf" / "tokens" / "aws.jwt"))
+    [sink] = t.sinks
+    assert isinstance(sink, InlineSinkSpec)
+    assert sink.build() == FileTokenSink(path=tmp_path / "conf" / "tokens" / "aws.jwt")
 
 
 def test_json_fleet_file_is_read(tmp_path: Path) -> None:
@@ -112,7 +122,8 @@ def test_target_without_sinks_is_refused() -> None:
 
 
 def test_file_mode_accepts_an_octal_string() -> None:
-    assert FileSinkSpec(path="/a", mode="0640").mode == 0o640  # type: ignore[arg-type]
+    sink = sink_spec("file", path="/a", mode="0640").build()
+    assert isinstance(sink, FileTokenSink) and sink.mode == 0o640
 
 
 def test_a_fleet_file_refuses_a_world_readable_mode_when_it_is_parsed() -> None:
@@ -126,23 +137,34 @@ def test_token_options_leave_out_what_is_not_set() -> None:
     assert t.token_options() == {"expires_in": 900, "use_jwt_type": False}
 
 
-def test_inline_sink_specs_match_their_sink_blocks_fields_and_defaults() -> None:
-    from usegrant_flows.sinks import FileTokenSink, KeyringTokenSink, SecretBlockSink
+REQUIRED = {"file": {"path": "/a"}, "secret-block": {"secret_block_name": "s"}}
 
-    pairs = [
-        (FileSinkSpec, FileTokenSink),
-        (SecretBlockSinkSpec, SecretBlockSink),
-        (KeyringSinkSpec, KeyringTokenSink),
-    ]
-    for spec, sink in pairs:
-        spec_fields = {k: v for k, v in spec.model_fields.items() if k != "type"}
-        assert spec.model_fields["type"].default == sink.kind
-        assert set(spec_fields) <= set(sink.model_fields), spec
-        for name, field in spec_fields.items():
-            default = field.default
-            if isinstance(default, TokenFileFormat):
-                default = default.value
-            assert default == sink.model_fields[name].default, (spec, name)
+
+def test_an_inline_spec_offers_exactly_its_blocks_fields_with_the_same_defaults() -> None:
+    assert inline_kinds() == ["file", "keyring", "secret-block"]
+    for kind in inline_kinds():
+        sink_class = SINK_KINDS[kind]
+        spec = sink_spec(kind, **REQUIRED.get(kind, {}))
+        spec_fields = type(spec).model_fields
+        assert set(spec_fields) - {"type"} == set(sink_class.model_fields), kind
+        assert spec.build() == sink_class(**REQUIRED.get(kind, {})), kind
+
+
+def test_a_sink_whose_required_field_is_secret_is_named_as_a_saved_block_only() -> None:
+    assert WebhookTokenSink.kind in SINK_KINDS
+    assert WebhookTokenSink.kind not in inline_kinds()
+    with pytest.raises(ConfigurationError, match="target aws: sinks"):
+        parse_fleet([target(sinks=[{"type": "webhook", "url": "https://hooks.example"}])])
+
+
+def test_a_bad_sink_field_is_refused_when_the_fleet_is_read_with_the_blocks_message() -> None:
+    with pytest.raises(ConfigurationError, match="dotenv_variable must be a shell variable name"):
+        parse_fleet([target(sinks=[{"type": "file", "path": "/a", "dotenv_variable": "1X"}])])
+
+
+def test_an_unknown_sink_type_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="unknown sink type 'ftp'"):
+        sink_spec("ftp", path="/a")
 
 
 def test_the_example_fleet_file_of_the_deployment_is_valid() -> None:
@@ -155,4 +177,5 @@ def test_the_example_fleet_file_of_the_deployment_is_valid() -> None:
     ]
     assert all(t.credentials == "usegrant" for t in targets)
     first = targets[0].sinks[0]
-    assert isinstance(first, FileSinkSpec) and ".." not in first.path
+    assert isinstance(first, InlineSinkSpec) and first.type == "file"
+    assert ".." not in str(first.build().describe())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from usegrant_flows._locks import LockTimeoutError, TargetLocks
+from usegrant_flows.rotation.locks import LockTimeoutError, TargetLocks
 
 
 async def test_second_holder_waits_for_the_first_to_release(tmp_path: Path) -> None:

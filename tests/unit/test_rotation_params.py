@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from prefect.utilities.callables import parameter_schema
 
-from flows.mint_token import mint_token
-from flows.rotate_tokens import rotate_tokens
+from usegrant_flows.rotation.mint_flow import mint_token
+from usegrant_flows.rotation.rotate_flow import rotate_tokens
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_mint_token_sinks_and_credentials_are_chosen_by_name(mint_schema: dict[s
 
 
 def test_mint_token_file_format_is_an_enum(mint_schema: dict[str, Any]) -> None:
-    assert mint_schema["definitions"]["TokenFileFormat"]["enum"] == ["raw", "json", "dotenv"]
+    assert mint_schema["properties"]["file_format"]["enum"] == ["raw", "json", "dotenv"]
 
 
 def test_every_parameter_has_a_description(

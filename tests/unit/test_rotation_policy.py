@@ -8,15 +8,15 @@ from datetime import datetime, timedelta, timezone
 import jwt
 import pytest
 
-from usegrant_flows.errors import (
+from usegrant_flows.api.errors import (
     AuthenticationError,
     NotFoundError,
     RateLimitError,
     ServerError,
     UseGrantConnectionError,
 )
-from usegrant_flows.models import AccessToken, format_js_datetime
-from usegrant_flows.rotation import (
+from usegrant_flows.api.models import AccessToken, format_js_datetime
+from usegrant_flows.rotation.policy import (
     RefreshPolicy,
     RotationAction,
     RotationResult,

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from usegrant_flows import rotation_runner
-from usegrant_flows.errors import AuthenticationError
-from usegrant_flows.fleet import RotationTarget
-from usegrant_flows.models import AccessToken
-from usegrant_flows.rotation import RotationAction, RotationResult
-from usegrant_flows.rotation_runner import FleetRunner
+from usegrant_flows.rotation import runner as rotation_runner
+from usegrant_flows.api.errors import AuthenticationError
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.rotation.fleet import RotationTarget
+from usegrant_flows.rotation.policy import RotationAction, RotationResult
+from usegrant_flows.rotation.runner import FleetRunner
 from usegrant_flows.sinks import SinkError
 
 P = "10000000-0000-4000-8000-000000000001"

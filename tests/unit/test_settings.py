@@ -10,8 +10,8 @@ import pytest
 from keyrings.alt.file import PlaintextKeyring
 
 from tests.unit.conftest import MemoryKeyring
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.settings import (
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.settings import (
     KEYRING_SERVICE,
     KEYRING_USERNAME,
     UseGrantSettings,

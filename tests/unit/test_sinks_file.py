@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import FileTokenSink, SinkError, _atomic
 
 MakeToken = Callable[..., AccessToken]

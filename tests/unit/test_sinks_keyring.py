@@ -12,9 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import MemoryKeyring
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import AccessToken
-from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.settings import KEYRING_SERVICE, KEYRING_USERNAME
 from usegrant_flows.sinks import KeyringTokenSink, SinkError
 
 MakeToken = Callable[..., AccessToken]

@@ -8,7 +8,7 @@ import pytest
 from prefect.blocks.system import Secret
 from pydantic import ValidationError
 
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import SecretBlockSink, SinkError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -12,7 +12,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import SinkError, WebhookDeliveryError, WebhookTokenSink
 from usegrant_flows.sinks.webhook import sign
 

@@ -15,15 +15,15 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from usegrant_flows.emulator.keys import SigningKey
-from usegrant_flows.errors import ConfigurationError, TokenVerificationError
-from usegrant_flows.models import AccessToken, format_js_datetime
-from usegrant_flows.verify import (
+from usegrant_flows.api.errors import ConfigurationError, TokenVerificationError
+from usegrant_flows.api.models import AccessToken, format_js_datetime
+from usegrant_flows.api.verify import (
     clear_jwks_cache,
     fetch_openid_configuration,
     issuer_for,
     verify_token,
 )
+from usegrant_flows.emulator.keys import SigningKey
 
 JWKS_URL = "https://auth.acme.test/.well-known/jwks"
 ISSUER = "https://auth.acme.test"

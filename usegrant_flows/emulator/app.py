@@ -49,11 +49,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from usegrant_flows.api.models import MAX_EXPIRES_IN, format_js_datetime
 from usegrant_flows.emulator.faults import Faults, RequestStats, SlidingWindowLimiter
 from usegrant_flows.emulator.keys import ALGORITHM, SigningKey
 from usegrant_flows.emulator.seed import Seed, SeedClient, SeedProvider
 from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import MAX_EXPIRES_IN, format_js_datetime
 
 __all__ = ["DROP_EXTENSION", "TOKEN_ROUTE", "EmulatorState", "create_app"]
 

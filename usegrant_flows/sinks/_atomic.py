@@ -17,7 +17,7 @@ first write into the same directory in a later process. Only a killed process le
 temporary files, so one sweep per directory and process is enough, and a fleet of
 thousands of files in one directory is listed once, not once per write.
 
-This module imports only the standard library and :mod:`usegrant_flows.errors` so
+This module imports only the standard library and :mod:`usegrant_flows.api.errors` so
 that a crash-test child process can import it cheaply.
 """
 
@@ -31,7 +31,7 @@ import stat
 import time
 from pathlib import Path
 
-from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.api.errors import ConfigurationError
 
 __all__ = ["STALE_TEMP_SECONDS", "atomic_write", "check_target", "ensure_directory"]
 

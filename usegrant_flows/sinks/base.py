@@ -28,24 +28,17 @@ from typing import Any, ClassVar
 import anyio.to_thread
 from prefect.blocks.core import Block
 from prefect.utilities.asyncutils import run_coro_as_sync
-from pydantic import ConfigDict, HttpUrl, SecretStr
+from pydantic import ConfigDict, SecretStr
 
-from usegrant_flows.errors import UseGrantError
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.errors import UseGrantError
+from usegrant_flows.api.models import AccessToken
 
 __all__ = [
-    "DOCUMENTATION_URL",
-    "LOGO_URL",
     "SinkError",
     "TokenMetadata",
     "TokenSink",
     "token_from_parts",
 ]
-
-#: Logo shown for our blocks in the Prefect UI.
-LOGO_URL = HttpUrl("https://usegrant.dev/favicon.png")
-#: Where our blocks' documentation lives.
-DOCUMENTATION_URL = HttpUrl("https://docs.usegrant.dev")
 
 #: Free-form, non-secret context about a token (``providerId``, ``clientId``, target name).
 TokenMetadata = dict[str, Any]
@@ -103,6 +96,8 @@ class TokenSink(Block, ABC):
     #: webhook) always reads ``None`` and cannot vouch that its consumer holds a
     #: fresh token.
     readable: ClassVar[bool] = True
+    #: Fields holding paths that a fleet file may give relative to its own folder.
+    fleet_paths: ClassVar[tuple[str, ...]] = ()
     #: True when the subclass implements ``awrite``/``aread`` rather than ``write``/``read``.
     _native_async: ClassVar[bool] = False
 

@@ -25,20 +25,22 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from usegrant_flows._file_mode import FileMode
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import AccessToken
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks._atomic import atomic_write, check_target, ensure_directory
+from usegrant_flows.sinks._file_mode import FileMode
 from usegrant_flows.sinks.base import (
-    DOCUMENTATION_URL,
-    LOGO_URL,
     SinkError,
     TokenMetadata,
     TokenSink,
     token_from_parts,
 )
 
-__all__ = ["FileTokenSink"]
+__all__ = ["FileTokenSink", "TokenFileFormat"]
+
+#: How a token file is laid out: bare JWT, JSON object or dotenv lines.
+TokenFileFormat = Literal["raw", "json", "dotenv"]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -65,17 +67,19 @@ class FileTokenSink(TokenSink):
     """
 
     _block_type_name = "UseGrant File Token Sink"
+    _block_type_slug = "usegrant-file-token-sink"
     _logo_url = LOGO_URL
     _documentation_url = DOCUMENTATION_URL
     _description = "Writes UseGrant access tokens to a local file, atomically and mode 0600."
 
     kind: ClassVar[str] = "file"
+    fleet_paths: ClassVar[tuple[str, ...]] = ("path",)
     readable: ClassVar[bool] = True
 
     path: Path = Field(
         description="Path of the token file; missing parent directories are created (0700)."
     )
-    format: Literal["raw", "json", "dotenv"] = Field(
+    format: TokenFileFormat = Field(
         default="raw",
         description=(
             "File format: raw (bare JWT, no newline), json ({accessToken, expiresAt, type}) "

@@ -2,7 +2,7 @@
 
 The stored password is the wire JSON ``{"accessToken":..,"expiresAt":..,"type":..}``
 under ``service`` / ``username``. The pair ``usegrant-flows`` / ``api-key`` is where
-:mod:`usegrant_flows.settings` keeps the API key: a sink may never overwrite it.
+:mod:`usegrant_flows.api.settings` keeps the API key: a sink may never overwrite it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import keyring
 import keyring.errors
 from pydantic import Field, model_validator
 
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import AccessToken
-from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.settings import KEYRING_SERVICE, KEYRING_USERNAME
 from usegrant_flows.sinks.base import (
-    DOCUMENTATION_URL,
-    LOGO_URL,
     SinkError,
     TokenMetadata,
     TokenSink,
@@ -54,6 +53,7 @@ class KeyringTokenSink(TokenSink):
     """
 
     _block_type_name = "UseGrant Keyring Token Sink"
+    _block_type_slug = "usegrant-keyring-token-sink"
     _logo_url = LOGO_URL
     _documentation_url = DOCUMENTATION_URL
     _description = "Stores UseGrant access tokens in the operating system's keyring."

@@ -15,10 +15,9 @@ from prefect.blocks.system import Secret
 from prefect.exceptions import ObjectNotFound
 from pydantic import Field, SecretStr, field_validator
 
-from usegrant_flows.models import AccessToken
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks.base import (
-    DOCUMENTATION_URL,
-    LOGO_URL,
     SinkError,
     TokenMetadata,
     TokenSink,
@@ -47,6 +46,7 @@ class SecretBlockSink(TokenSink):
     """
 
     _block_type_name = "UseGrant Secret Block Token Sink"
+    _block_type_slug = "usegrant-secret-block-token-sink"
     _logo_url = LOGO_URL
     _documentation_url = DOCUMENTATION_URL
     _description = "Writes UseGrant access tokens to a Prefect Secret block."

@@ -18,7 +18,7 @@ names are configurable.
 
 Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried with the
 client's policy (exponential backoff with jitter, ``max_attempts`` in total, 30 s
-deadline; sleeps skipped under ``usegrant_flows.client.set_testing``). Redirects are
+deadline; sleeps skipped under ``usegrant_flows.api.client.set_testing``). Redirects are
 not followed: a 3xx would send the token somewhere else. The sink is write-only:
 :meth:`WebhookTokenSink.read` returns ``None``.
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -39,11 +38,11 @@ from prefect.blocks.fields import SecretDict
 from pydantic import Field, SecretStr, field_validator
 from tenacity import RetryCallState, retry_if_exception
 
-from usegrant_flows._retry import RetryPolicy, retrying
-from usegrant_flows.models import AccessToken
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.checks import URL_RULE, url_problem
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.retry import RetryPolicy, retrying
 from usegrant_flows.sinks.base import (
-    DOCUMENTATION_URL,
-    LOGO_URL,
     SinkError,
     TokenMetadata,
     TokenSink,
@@ -54,7 +53,6 @@ __all__ = ["WebhookDeliveryError", "WebhookTokenSink", "sign"]
 logger = logging.getLogger("usegrant_flows.sinks.webhook")
 
 _TRANSIENT_STATUSES = frozenset({408, 429})
-_URL_RULE = "an https:// URL, or http:// to a loopback host (127.0.0.0/8, ::1, localhost)"
 
 
 class WebhookDeliveryError(SinkError):
@@ -93,15 +91,6 @@ def sign(key: bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, WebhookDeliveryError) and exc.transient
 
@@ -125,6 +114,7 @@ class WebhookTokenSink(TokenSink):
     """
 
     _block_type_name = "UseGrant Webhook Token Sink"
+    _block_type_slug = "usegrant-webhook-token-sink"
     _logo_url = LOGO_URL
     _documentation_url = DOCUMENTATION_URL
     _description = "POSTs UseGrant access tokens to an HTTPS webhook, optionally HMAC-signed."
@@ -167,16 +157,10 @@ class WebhookTokenSink(TokenSink):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
-        # Messages never quote the URL: it may embed a credential.
-        try:
-            parts = urlsplit(value.get_secret_value())
-            host = parts.hostname or ""
-        except ValueError:
-            raise ValueError(f"url must be {_URL_RULE}; it is not a URL") from None
-        if parts.scheme not in ("https", "http") or not host:
-            raise ValueError(f"url must be {_URL_RULE}")
-        if parts.scheme == "http" and not _is_loopback(host):
-            raise ValueError(f"url must be {_URL_RULE}; plain http is only allowed to loopback")
+        # url_problem never quotes the URL: it may embed a credential.
+        problem = url_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(f"url must be {URL_RULE}; {problem}")
         return value
 
     def _origin(self) -> str:

@@ -1,11 +1,11 @@
 """Plan a fleet against its request budgets, and spread its mints (no Prefect, no network).
 
 **The plan.** A target mints once per refresh interval: its policy's refresh point
-(:meth:`~usegrant_flows.rotation.RefreshPolicy.refresh_point`, jitter included) counted
+(:meth:`~usegrant_flows.rotation.policy.RefreshPolicy.refresh_point`, jitter included) counted
 from the token's issue time, for the target's ``expires_in`` (the API's default 3600 s
 when unset). So a target needs ``3600 / interval`` mints per hour; a key needs the sum
 over its targets. The key's capacity is the budget's *sustained* rate
-(:attr:`~usegrant_flows._budget.Budget.sustained_per_hour`, 891/h for the default
+(:attr:`~usegrant_flows.quota.budget.Budget.sustained_per_hour`, 891/h for the default
 1000/h): the burst (a tenth of the budget) stays free for retries and first deliveries.
 A fleet whose needs exceed a key's capacity is refused before any request, with the
 numbers and what to change.
@@ -15,8 +15,8 @@ numbers and what to change.
 in one scheduled run go out spread over the run instead of in the same second.
 
 Example:
-    >>> from usegrant_flows._budget import Budget
-    >>> from usegrant_flows.fleet import RotationTarget
+    >>> from usegrant_flows.quota.budget import DEFAULT_BUDGET, Budget
+    >>> from usegrant_flows.rotation.fleet import RotationTarget
     >>> t = RotationTarget(name="a", provider_id="00000000-0000-4000-8000-000000000001",
     ...                    client_id="00000000-0000-4000-8000-000000000002",
     ...                    expires_in=3600, sinks=[{"type": "file", "path": "/tmp/a"}],
@@ -34,9 +34,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from usegrant_flows._budget import Budget
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.fleet import RotationTarget
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.quota.budget import DEFAULT_BUDGET, Budget
+from usegrant_flows.rotation.fleet import RotationTarget
 
 __all__ = [
     "API_DEFAULT_EXPIRES_IN",
@@ -162,11 +162,14 @@ def plan_fleet(
 
     Args:
         targets: The fleet.
-        budgets: Budget per credentials block name (``None``: the settings' key); a
-            name missing here gets UseGrant's default, 1000 per hour.
+        budgets: Budget per credentials block name of the fleet; the settings' key
+            (``None``) gets UseGrant's default, 1000 per hour, unless given here.
 
     Returns:
         The plan, keys in order of first appearance.
+
+    Raises:
+        ConfigurationError: When a credentials block of the fleet has no budget.
     """
     grouped: dict[str | None, list[RotationTarget]] = {}
     for target in targets:
@@ -178,11 +181,44 @@ def plan_fleet(
                 credentials=name,
                 targets=len(members),
                 mints_per_hour=sum(mints_per_hour(t) for t in members),
-                budget=budgets.get(name) or Budget(1000),
+                budget=_budget_for(name, budgets),
                 lifetimes=tuple(sorted({t.expires_in or API_DEFAULT_EXPIRES_IN for t in members})),
             )
         )
     return FleetPlan(keys=tuple(keys))
+
+
+def _budget_for(name: str | None, budgets: Mapping[str | None, Budget]) -> Budget:
+    budget = budgets.get(name)
+    if budget is not None:
+        return budget
+    if name is None:
+        return DEFAULT_BUDGET
+    raise ConfigurationError(f"no request budget for credentials block '{name}'")
+
+
+async def aplan_fleet(targets: Sequence[RotationTarget]) -> FleetPlan:
+    """Plan a fleet against the budgets of its credentials blocks (loaded by name).
+
+    Targets whose credentials block cannot be loaded send no request (each fails with
+    the loader's one-line reason when the rotation reaches it), so they are left out.
+
+    Args:
+        targets: The fleet.
+
+    Returns:
+        The plan (:func:`check_fleet_plan` refuses it when it does not fit).
+    """
+    from usegrant_flows.credentials import aload_credentials
+
+    budgets: dict[str | None, Budget] = {}
+    missing: set[str] = set()
+    for name in sorted({t.credentials for t in targets if t.credentials is not None}):
+        try:
+            budgets[name] = (await aload_credentials(name)).budget()
+        except ConfigurationError:
+            missing.add(name)
+    return plan_fleet([t for t in targets if t.credentials not in missing], budgets)
 
 
 def check_fleet_plan(plan: FleetPlan) -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from usegrant_flows.errors import UseGrantError
+from usegrant_flows.api.errors import UseGrantError
 
 __all__ = ["LockTimeoutError", "TargetLocks"]
 

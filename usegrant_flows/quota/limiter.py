@@ -8,7 +8,7 @@ named after the block (``usegrant-quota-<block name>``), through Prefect's own
 processes, workers and machines that talk to the same Prefect API.
 
 The limit is a token bucket sized so that it can never admit more than the budget in
-any window (see :mod:`usegrant_flows._budget`): a tenth of the budget as a burst, the
+any window (see :mod:`usegrant_flows.quota.budget`): a tenth of the budget as a burst, the
 rest spread evenly over the hour (891/h sustained for the default 1000/h). Each request
 occupies ``slots_per_request`` slots so that Prefect's whole-slot decay never stalls.
 
@@ -34,9 +34,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit as arate_limit
@@ -46,42 +44,20 @@ from prefect.settings import get_current_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import SecretStr
 
-from usegrant_flows._budget import DEFAULT_WINDOW, Budget, WindowLimiter, local_limiter
-from usegrant_flows._quota_plan import (
-    FleetPlan,
-    KeyPlan,
-    QuotaPlanError,
-    check_fleet_plan,
-    mints_per_hour,
-    plan_fleet,
-    stagger_offset,
-)
-
-if TYPE_CHECKING:
-    from usegrant_flows.credentials import UseGrantCredentials
-    from usegrant_flows.fleet import RotationTarget
+from usegrant_flows.quota.budget import Budget, WindowLimiter, local_limiter
 
 __all__ = [
     "LIMIT_PREFIX",
     "Budget",
-    "FleetPlan",
-    "KeyPlan",
     "QuotaLimiter",
-    "QuotaPlanError",
     "QuotaSpec",
     "QuotaStatus",
     "aapply_quota",
-    "aplan_fleet",
     "apply_quota",
     "aread_quota",
-    "budget_of",
-    "check_fleet_plan",
     "limit_name",
-    "mints_per_hour",
-    "plan_fleet",
     "prefect_api_configured",
     "read_quota",
-    "stagger_offset",
 ]
 
 #: Prefix of the global concurrency limits this module manages.
@@ -91,12 +67,6 @@ LIMIT_PREFIX = "usegrant-quota-"
 def limit_name(block_name: str) -> str:
     """Return the global concurrency limit's name for a credentials block name."""
     return f"{LIMIT_PREFIX}{block_name}"
-
-
-def budget_of(credentials: UseGrantCredentials) -> Budget:
-    """Return the budget a credentials block declares."""
-    window = getattr(credentials, "quota_window_seconds", DEFAULT_WINDOW)
-    return Budget(credentials.max_requests_per_hour, window)
 
 
 def prefect_api_configured() -> bool:
@@ -163,7 +133,7 @@ async def aapply_quota(block_name: str, budget: Budget) -> QuotaSpec:
 
     Args:
         block_name: The credentials block's name.
-        budget: Its budget (:func:`budget_of`).
+        budget: Its budget (``UseGrantCredentials.budget()``).
 
     Returns:
         The limit's settings.
@@ -212,32 +182,6 @@ def read_quota(block_name: str) -> QuotaStatus | None:
     return run_coro_as_sync(aread_quota(block_name))
 
 
-async def aplan_fleet(targets: Sequence[RotationTarget]) -> FleetPlan:
-    """Plan a fleet against the budgets of its credentials blocks (loaded by name).
-
-    A block that cannot be loaded counts with UseGrant's default budget here; its
-    targets fail on their own with the reason when the rotation runs.
-
-    Args:
-        targets: The fleet.
-
-    Returns:
-        The plan (:func:`check_fleet_plan` refuses it when it does not fit).
-    """
-    from usegrant_flows.credentials import UseGrantCredentials
-
-    budgets: dict[str | None, Budget] = {}
-    for name in {t.credentials for t in targets}:
-        if name is None:
-            continue
-        try:
-            block = await UseGrantCredentials.aload(name)
-        except ValueError:
-            continue
-        budgets[name] = budget_of(cast(UseGrantCredentials, block))
-    return plan_fleet(targets, budgets)
-
-
 # Limits this process has applied already: (API URL, limit name, spec).
 _applied: set[tuple[str, str, QuotaSpec]] = set()
 _applied_lock = threading.Lock()
@@ -249,7 +193,7 @@ class QuotaLimiter:
     With a Prefect server configured and a saved block, every request takes
     ``slots_per_request`` slots of the global limit ``usegrant-quota-<block>`` (created
     or updated on first use in the process). Otherwise the key's process-wide
-    :class:`~usegrant_flows._budget.WindowLimiter` is used. Waits have no timeout: a
+    :class:`~usegrant_flows.quota.budget.WindowLimiter` is used. Waits have no timeout: a
     request that does not fit now goes out when the budget allows (in the next window,
     if it must).
 

@@ -6,7 +6,7 @@ in a repr, a log line or an error message. A token is identified by its
 :attr:`AccessToken.fingerprint` (first 12 hex digits of its sha256), ``jti`` and expiry.
 
 Example:
-    >>> from usegrant_flows.models import TokenRequest
+    >>> from usegrant_flows.api.models import TokenRequest
     >>> TokenRequest(expires_in=900, use_jwt_type=True).to_body()
     {'expiresIn': 900, 'useJwtType': True}
 """
@@ -147,7 +147,7 @@ class AccessToken(BaseModel):
     def claims(self) -> dict[str, Any]:
         """Return the JWT's claims, decoded but not verified.
 
-        Use :func:`usegrant_flows.verify.verify_token` to check the signature.
+        Use :func:`usegrant_flows.api.verify.verify_token` to check the signature.
         """
         return _b64url_json(self.access_token.get_secret_value().split(".")[1])
 

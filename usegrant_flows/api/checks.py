@@ -1,6 +1,6 @@
 """Client-side checks: arguments before any request is sent, answers after.
 
-Every argument check raises :class:`~usegrant_flows.errors.ConfigurationError` naming the
+Every argument check raises :class:`~usegrant_flows.api.errors.ConfigurationError` naming the
 argument and the allowed values. Messages never quote a rejected string (it might be
 a key pasted into the wrong place); they give its type and length instead.
 """
@@ -10,29 +10,35 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from typing import cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from usegrant_flows._retry import parse_retry_after
-from usegrant_flows.errors import (
+from usegrant_flows.api.errors import (
     ConfigurationError,
     InvalidResponseError,
     UseGrantAPIError,
     api_error_for_status,
 )
-from usegrant_flows.models import MAX_EXPIRES_IN, AccessToken
+from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
+from usegrant_flows.api.retry import parse_retry_after
 
 __all__ = [
+    "URL_RULE",
     "check_api_key",
     "check_base_url",
     "check_expires_in",
     "check_flag",
+    "check_secure_url",
     "check_timeout",
     "check_uuid",
+    "is_loopback",
     "parse_token_response",
+    "short_errors",
+    "url_problem",
 ]
 
 _CANONICAL_UUID = re.compile(
@@ -42,10 +48,28 @@ _CANONICAL_UUID = re.compile(
 _API_KEY = re.compile(r"^[\x21-\x7e]+$")
 _MAX_ERROR_MESSAGE = 300
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_BASE_URL_RULE = (
-    "an https:// URL, or http:// to a loopback host (127.0.0.0/8, ::1, localhost), "
-    "without user info, query or fragment"
-)
+#: Where a key or a token may travel (see :func:`url_problem`).
+URL_RULE = "an https:// URL, or http:// to a loopback host (127.0.0.0/8, ::1, localhost)"
+
+
+def short_errors(exc: ValidationError, *, whole: str = "value", limit: int = 5) -> str:
+    """Return pydantic's errors as one line, ``field.path: message; ...``.
+
+    The input values are left out (they can be secrets), and so are pydantic's links.
+
+    Args:
+        exc: The validation error.
+        whole: What to call an error about the whole object (no field path).
+        limit: Most errors listed (>= 1); the rest are counted.
+    """
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    parts = [
+        f"{'.'.join(str(part) for part in err['loc']) or whole}: {err['msg']}"
+        for err in errors[:limit]
+    ]
+    if len(errors) > limit:
+        parts.append(f"and {len(errors) - limit} more")
+    return "; ".join(parts)
 
 
 def _describe(value: object) -> str:
@@ -131,20 +155,70 @@ def check_api_key(value: object) -> SecretStr:
     return value if isinstance(value, SecretStr) else SecretStr(raw)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` names this machine (``localhost``, 127.0.0.0/8 or ``::1``)."""
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def url_problem(value: object) -> str | None:
+    """Return why a URL may not carry a secret, or ``None`` when it may.
+
+    The rule for every URL we send a key or a token to, or trust keys from: https, or
+    plain http to a loopback host (the emulator, a test server); a host; no user info.
+    The answer never quotes the URL (it may embed a credential).
+
+    Example:
+        >>> url_problem("http://127.0.0.1:8080"), url_problem("http://example.com")
+        (None, 'plain http is only allowed to a loopback host')
+    """
+    if not isinstance(value, str) or not value:
+        return f"got {_describe(value)}"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "it contains whitespace"
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "it is not a URL"
+    if parts.scheme.lower() not in ("https", "http"):
+        return f"scheme {parts.scheme or '(none)'!r} is not allowed"
+    if not host:
+        return "it has no host"
+    if parts.scheme.lower() == "http" and not is_loopback(host):
+        return "plain http is only allowed to a loopback host"
+    if parts.username is not None or parts.password is not None:
+        return "it contains user info"
+    return None
+
+
+def check_secure_url(value: object, name: str) -> str:
+    """Return ``value`` when :func:`url_problem` finds nothing, else raise.
+
+    Args:
+        value: The URL.
+        name: What the URL is, for the message (``"jwks_url"``).
+
+    Raises:
+        ConfigurationError: ``"<name> must be https, or http to a loopback host; ..."``.
+    """
+    problem = url_problem(value)
+    if problem:
+        raise ConfigurationError(f"{name} must be {URL_RULE}; {problem}")
+    return cast(str, value)
 
 
 def check_base_url(value: object) -> str:
     """Return the base URL without a trailing slash, after checking where it points.
 
     The API key travels in every request, so it may only go over https, or over plain
-    http to this machine (the emulator).
+    http to this machine (the emulator): :func:`url_problem`; and a base has no query
+    or fragment.
 
     Args:
         value: An absolute URL, e.g. ``https://sdk.usegrant.dev``.
@@ -156,32 +230,13 @@ def check_base_url(value: object) -> str:
         >>> check_base_url("http://127.0.0.1:8080/")
         'http://127.0.0.1:8080'
     """
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"base_url must be {_BASE_URL_RULE}; got {_describe(value)}")
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ConfigurationError(f"base_url must be {_BASE_URL_RULE}; it contains whitespace")
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ConfigurationError(f"base_url must be {_BASE_URL_RULE}; it is not a URL") from None
-    problem = None
-    if parts.scheme not in ("https", "http"):
-        problem = f"scheme {parts.scheme or '(none)'!r} is not allowed"
-    elif not host:
-        problem = "it has no host"
-    elif parts.scheme == "http" and not _is_loopback(host):
-        problem = "plain http is only allowed to a loopback host"
-    elif parts.username is not None or parts.password is not None:
-        problem = "it contains user info"
-    elif parts.query or "?" in value:
-        problem = "it contains a query"
-    elif parts.fragment or "#" in value:
-        problem = "it contains a fragment"
-    if problem:
-        raise ConfigurationError(f"base_url must be {_BASE_URL_RULE}; {problem}")
-    return value.rstrip("/")
+    url = check_secure_url(value, "base_url")
+    parts = urlsplit(url)
+    if parts.query or "?" in url:
+        raise ConfigurationError(f"base_url must be {URL_RULE}; it contains a query")
+    if parts.fragment or "#" in url:
+        raise ConfigurationError(f"base_url must be {URL_RULE}; it contains a fragment")
+    return url.rstrip("/")
 
 
 def check_timeout(value: object) -> float:
@@ -246,10 +301,7 @@ def _token_from(response: httpx.Response) -> AccessToken:
         return AccessToken.model_validate(data)
     except ValidationError as exc:
         # Never chain or quote the ValidationError: its text can hold input values.
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        )
+        problems = short_errors(exc, whole="body")
         raise InvalidResponseError(
             f"UseGrant API answered {status} with an unusable token ({problems})"
         ) from None

@@ -1,6 +1,6 @@
 """The README's main job: the token rotation end to end on this machine, nothing to set up.
 
-``usegrant-flows demo`` (or ``python -m usegrant_flows.demo``):
+``usegrant-flows demo`` (or ``python -m usegrant_flows.cli.demo``):
 
 1. starts the UseGrant emulator on a free loopback port (real ES256 JWTs, JWKS);
 2. uses Prefect's embedded API with its own ``PREFECT_HOME`` under ``./demo/``, so your
@@ -99,11 +99,11 @@ def main(directory: Path = Path("demo")) -> None:
     _prepare_prefect(folder / "prefect-home")
 
     # Imported here, after the environment is set: Prefect reads it on import.
+    from usegrant_flows.api.verify import verify_token
     from usegrant_flows.credentials import UseGrantCredentials
     from usegrant_flows.emulator import run_emulator
-    from usegrant_flows.rotation import RotationResult
+    from usegrant_flows.rotation.policy import RotationResult
     from usegrant_flows.sinks import FileTokenSink, SecretBlockSink
-    from usegrant_flows.verify import verify_token
 
     rotate_tokens = _load_rotate_tokens()
     console = Console()

@@ -1,8 +1,8 @@
 """One target's rotation, and what the batches of a flow run share.
 
-Per target, the rules of :mod:`usegrant_flows.rotation` apply: read every sink; skip
+Per target, the rules of :mod:`usegrant_flows.rotation.policy` apply: read every sink; skip
 when every readable sink holds a fresh token; otherwise take the target's lock
-(:mod:`usegrant_flows._locks`), read again (another run may just have minted), mint
+(:mod:`usegrant_flows.rotation.locks`), read again (another run may just have minted), mint
 once and write to every sink. Each target's result is a small row (never a token) and
 one Prefect event: ``usegrant.token.minted``, ``usegrant.token.fresh`` or
 ``usegrant.token.failed`` (both failure outcomes), about the resource
@@ -10,38 +10,30 @@ one Prefect event: ``usegrant.token.minted``, ``usegrant.token.fresh`` or
 
 A :class:`FleetRunner` holds what every target of a flow run shares: the concurrency
 limit, one ``AsyncUseGrantClient`` per API key and base URL (:class:`ClientPool`), the
-loaded sink blocks and the per-target locks. :mod:`usegrant_flows.rotation_tasks` cuts
+loaded sink blocks and the per-target locks. :mod:`usegrant_flows.rotation.tasks` cuts
 a fleet into batch tasks that use one runner.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from prefect.blocks.core import Block
 from prefect.events import emit_event
 from prefect.settings import PREFECT_HOME
 
-from usegrant_flows._budget import DEFAULT_REQUESTS, Budget, local_limiter
-from usegrant_flows._locks import TargetLocks
-from usegrant_flows._quota_plan import stagger_offset
-from usegrant_flows.client import AsyncUseGrantClient
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.fleet import (
-    BlockSinkSpec,
-    FileSinkSpec,
-    KeyringSinkSpec,
-    RotationTarget,
-    SecretBlockSinkSpec,
-    SinkSpec,
-)
-from usegrant_flows.models import AccessToken
-from usegrant_flows.rotation import (
+from usegrant_flows.api.clock import SYSTEM_CLOCK, Clock
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.client_pool import ClientPool
+from usegrant_flows.loading import aload_block
+from usegrant_flows.rotation.fleet import BlockSinkSpec, RotationTarget
+from usegrant_flows.rotation.locks import TargetLocks
+from usegrant_flows.rotation.plan import stagger_offset
+from usegrant_flows.rotation.policy import (
     RotationAction,
     RotationResult,
     effective_expiry,
@@ -49,112 +41,14 @@ from usegrant_flows.rotation import (
     fallback_action,
     is_valid,
 )
-from usegrant_flows.settings import load_settings
-from usegrant_flows.sinks import (
-    FileTokenSink,
-    KeyringTokenSink,
-    SecretBlockSink,
-    TokenSink,
-)
+from usegrant_flows.sinks.base import TokenSink
 
-__all__ = ["ClientPool", "FleetRunner", "build_sink", "default_lock_dir"]
+__all__ = ["FleetRunner", "default_lock_dir"]
 
 
 def default_lock_dir() -> Path:
     """Return ``$PREFECT_HOME/usegrant-flows/locks``, shared by the runs of one machine."""
     return Path(PREFECT_HOME.value()) / "usegrant-flows" / "locks"
-
-
-class ClientPool:
-    """One :class:`AsyncUseGrantClient` per API key and base URL, per event loop.
-
-    Targets naming the same credentials block share its client, and so its connection
-    pools and the key's request budget (the block's quota limiter, attached by
-    ``get_async_client``) and its gate (a 429 pauses, a 401 stops every target of the
-    key in this run); two blocks holding the same key and URL share one client too.
-    ``None`` means ``UseGrantSettings``, with an in-process budget of UseGrant's
-    default 1000 requests per hour.
-    """
-
-    def __init__(self) -> None:
-        self._by_key: dict[tuple[int, str], AsyncUseGrantClient] = {}
-        self._by_name: dict[tuple[int, str | None], AsyncUseGrantClient] = {}
-        self._lock = asyncio.Lock()
-
-    async def get(self, credentials: str | None) -> AsyncUseGrantClient:
-        """Return the shared client for a credentials block name (``None``: settings).
-
-        Raises:
-            ConfigurationError: When the block does not exist or holds bad settings.
-        """
-        loop = id(asyncio.get_running_loop())
-        client = self._by_name.get((loop, credentials))
-        if client is not None:
-            return client
-        async with self._lock:
-            client = self._by_name.get((loop, credentials))
-            if client is None:
-                client = await self._create(loop, credentials)
-                self._by_name[(loop, credentials)] = client
-        return client
-
-    async def _create(self, loop: int, credentials: str | None) -> AsyncUseGrantClient:
-        if credentials is None:
-            api_key = load_settings().require_api_key()
-            budget = Budget(DEFAULT_REQUESTS)
-            client = AsyncUseGrantClient(
-                api_key=api_key, limiter=local_limiter(api_key.get_secret_value(), budget)
-            )
-            key = f"settings:{client.base_url}"
-        else:
-            from usegrant_flows.credentials import UseGrantCredentials
-
-            try:
-                block = cast(UseGrantCredentials, await UseGrantCredentials.aload(credentials))
-            except ValueError:
-                raise ConfigurationError(
-                    f"credentials block '{credentials}' not found: create it in the UI "
-                    "(Blocks > UseGrant Credentials) or with UseGrantCredentials(...).save()"
-                ) from None
-            secret = block.api_key.get_secret_value().encode()
-            key = f"{block.base_url}:{hashlib.sha256(secret).hexdigest()}"
-            existing = self._by_key.get((loop, key))
-            if existing is not None:
-                return existing
-            client = block.get_async_client()
-        return self._by_key.setdefault((loop, key), client)
-
-    async def aclose(self) -> None:
-        """Close every client."""
-        clients = {id(c): c for c in self._by_key.values()}
-        self._by_key.clear()
-        self._by_name.clear()
-        for client in clients.values():
-            await client.aclose()
-
-
-def build_sink(spec: SinkSpec) -> TokenSink:
-    """Turn an inline sink spec into its sink block (saved blocks load separately).
-
-    Raises:
-        ConfigurationError: When the sink refuses the settings.
-    """
-    try:
-        if isinstance(spec, FileSinkSpec):
-            return FileTokenSink(
-                path=spec.path,
-                format=spec.format.value,
-                json_token_field=spec.json_token_field,
-                dotenv_variable=spec.dotenv_variable,
-                mode=spec.mode,
-            )
-        if isinstance(spec, SecretBlockSinkSpec):
-            return SecretBlockSink(secret_block_name=spec.secret_block_name)
-        if isinstance(spec, KeyringSinkSpec):
-            return KeyringTokenSink(service=spec.service, username=spec.username)
-    except ValueError as exc:
-        raise ConfigurationError(f"{spec.type} sink: {str(exc).splitlines()[-1]}") from None
-    raise ConfigurationError(f"unsupported sink spec {type(spec).__name__}")
 
 
 class FleetRunner:
@@ -170,6 +64,7 @@ class FleetRunner:
             target whose sinks all hold a valid token waits a fixed offset in
             ``[0, spread)`` derived from its identity (never past its ``renew_before``
             margin) before it mints. Missing tokens are delivered at once.
+        clock: Where the stagger waits (tests pass a fake one).
     """
 
     def __init__(
@@ -181,6 +76,7 @@ class FleetRunner:
         lock_timeout: float = 120.0,
         on_result: Callable[[RotationResult], None] | None = None,
         spread: float = 0.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
@@ -188,6 +84,7 @@ class FleetRunner:
             raise ConfigurationError(f"spread must be >= 0 seconds, got {spread}")
         self.force = force
         self.spread = spread
+        self.clock = clock
         self.clients = ClientPool()
         self.locks = TargetLocks(lock_dir or default_lock_dir(), timeout=lock_timeout)
         self.on_result = on_result
@@ -199,16 +96,11 @@ class FleetRunner:
         sinks: list[TokenSink] = []
         for spec in target.sinks:
             if not isinstance(spec, BlockSinkSpec):
-                sinks.append(build_sink(spec))
+                sinks.append(spec.build())
                 continue
             sink = self._blocks.get(spec.block)
             if sink is None:
-                try:
-                    loaded = await Block.aload(spec.block)
-                except ValueError:
-                    raise ConfigurationError(f"sink block '{spec.block}' not found") from None
-                if not isinstance(loaded, TokenSink):
-                    raise ConfigurationError(f"block '{spec.block}' is not a token sink")
+                loaded = await aload_block(TokenSink, spec.block, what="sink block")
                 sink = self._blocks.setdefault(spec.block, loaded)
             sinks.append(sink)
         return sinks
@@ -270,7 +162,7 @@ class FleetRunner:
         latest = min(effective_expiry(t) for t in readable if t is not None) - margin
         wait = min(delay, (latest - datetime.now(timezone.utc)).total_seconds())
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self.clock.asleep(wait)
 
     async def aclose(self) -> None:
         """Close the shared clients."""

@@ -27,7 +27,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from usegrant_flows.errors import (
+from usegrant_flows.api.errors import (
     ConfigurationError,
     UseGrantAPIError,
     UseGrantConnectionError,
@@ -43,7 +43,7 @@ __all__ = [
     "set_testing",
 ]
 
-logger = logging.getLogger("usegrant_flows.client")
+logger = logging.getLogger("usegrant_flows.api.client")
 
 _testing = False
 
@@ -58,7 +58,7 @@ def set_testing(enabled: bool = True) -> None:
         enabled: True to skip sleeps, False to sleep again.
 
     Example:
-        >>> from usegrant_flows.client import set_testing
+        >>> from usegrant_flows.api.client import set_testing
         >>> set_testing(True)
         >>> set_testing(False)
     """

@@ -3,8 +3,8 @@
 A Prefect task costs tens of milliseconds of engine time, so a fleet is **not** one task
 per target: targets are cut into batches (default 250), each batch is one async task,
 and inside it targets run concurrently on asyncio. All batches of a flow run share one
-:class:`~usegrant_flows.rotation_runner.FleetRunner` (concurrency limit, clients,
-locks; see :mod:`usegrant_flows.rotation_runner` for what happens to each target).
+:class:`~usegrant_flows.rotation.runner.FleetRunner` (concurrency limit, clients,
+locks; see :mod:`usegrant_flows.rotation.runner` for what happens to each target).
 Batch tasks must be awaited in the flow's event loop (call them, don't ``.submit()``
 them), which :func:`rotate_fleet` does. Results are small rows, so memory stays flat in
 the fleet size.
@@ -23,11 +23,11 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from usegrant_flows._quota_plan import FleetPlan, check_fleet_plan
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.fleet import RotationTarget
-from usegrant_flows.rotation import RotationAction, RotationResult
-from usegrant_flows.rotation_runner import FleetRunner
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.rotation.fleet import RotationTarget
+from usegrant_flows.rotation.plan import FleetPlan, check_fleet_plan
+from usegrant_flows.rotation.policy import RotationAction, RotationResult
+from usegrant_flows.rotation.runner import FleetRunner
 
 __all__ = [
     "ARTIFACT_KEY",
@@ -79,7 +79,7 @@ async def rotate_fleet(
 
     Call it from an async flow. Never raises for a target's failure: each one is a row.
     Before anything else the fleet is planned against its keys' request budgets
-    (:mod:`usegrant_flows.quota`); a fleet that does not fit is refused before any
+    (:mod:`usegrant_flows.quota.limiter`); a fleet that does not fit is refused before any
     request.
 
     Args:
@@ -104,7 +104,7 @@ async def rotate_fleet(
     if dupes:
         raise ConfigurationError(f"target names must be unique; repeated: {', '.join(dupes)}")
     if plan is None:
-        from usegrant_flows.quota import aplan_fleet
+        from usegrant_flows.rotation.plan import aplan_fleet
 
         plan = await aplan_fleet(targets)
     check_fleet_plan(plan)

@@ -27,7 +27,7 @@ from cyclopts import App
 from cyclopts.exceptions import CycloptsError
 
 from usegrant_flows._version import __version__
-from usegrant_flows.errors import ConfigurationError, UseGrantError
+from usegrant_flows.api.errors import ConfigurationError, UseGrantError
 
 __all__ = ["app", "main"]
 
@@ -51,12 +51,12 @@ app.command(
     help="Run a local UseGrant API emulator that signs real JWTs.",
 )
 app.command(
-    "usegrant_flows.demo:main",
+    "usegrant_flows.cli.demo:main",
     name="demo",
     help="Run the end-to-end demo against a local emulator.",
 )
 app.command(
-    "usegrant_flows.quota_cli:app",
+    "usegrant_flows.cli.quota:app",
     name="quota",
     help="Show and manage the API key's request quota.",
 )
@@ -89,7 +89,7 @@ def create_token(
         base_url: API base URL (default USEGRANT_BASE_URL or https://sdk.usegrant.dev).
         raw: Print the bare JWT instead of the JSON answer.
     """
-    from usegrant_flows.client import UseGrantClient
+    from usegrant_flows.api.client import UseGrantClient
 
     with UseGrantClient(base_url=base_url) as client:
         token = client.create_token(
@@ -118,8 +118,8 @@ def login() -> int:
     import keyring
     import keyring.errors
 
-    from usegrant_flows._validation import check_api_key
-    from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
+    from usegrant_flows.api.checks import check_api_key
+    from usegrant_flows.api.settings import KEYRING_SERVICE, KEYRING_USERNAME
 
     if sys.stdin is not None and sys.stdin.isatty():
         entered = getpass.getpass("UseGrant API key: ")
@@ -143,7 +143,7 @@ def logout() -> int:
     import keyring
     import keyring.errors
 
-    from usegrant_flows.settings import KEYRING_SERVICE, KEYRING_USERNAME
+    from usegrant_flows.api.settings import KEYRING_SERVICE, KEYRING_USERNAME
 
     try:
         keyring.delete_password(KEYRING_SERVICE, KEYRING_USERNAME)
@@ -190,7 +190,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -6,11 +6,11 @@ only differ in how they send. This module never imports Prefect.
 
 Retries follow :class:`RetryPolicy` (defaults: 5 attempts, 30 s in total, 0.5 s
 initial backoff, 8 s maximum backoff, full jitter, ``Retry-After`` honoured). Each
-retry is logged at WARNING on the ``usegrant_flows.client`` logger with the status or
+retry is logged at WARNING on the ``usegrant_flows.api.client`` logger with the status or
 error class and the attempt number ("attempt 2/5"); never the key or the token.
 
 Example:
-    >>> from usegrant_flows.client import UseGrantClient
+    >>> from usegrant_flows.api.client import UseGrantClient
     >>> with UseGrantClient(api_key="usegrant_example", base_url="http://127.0.0.1:8080") as c:
     ...     c.base_url
     'http://127.0.0.1:8080'
@@ -29,23 +29,23 @@ import httpx
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, Retrying
 
-from usegrant_flows import _validation
-from usegrant_flows._budget import KeyGate
-from usegrant_flows._retry import (
-    RetryPolicy,
-    async_retrying,
-    retrying,
-    set_testing,
-)
 from usegrant_flows._version import __version__
-from usegrant_flows.errors import (
+from usegrant_flows.api import checks as _validation
+from usegrant_flows.api.errors import (
     ConfigurationError,
     InvalidResponseError,
     UseGrantAPIError,
     UseGrantConnectionError,
 )
-from usegrant_flows.models import AccessToken, TokenRequest
-from usegrant_flows.settings import load_settings
+from usegrant_flows.api.gate import KeyGate
+from usegrant_flows.api.models import AccessToken, TokenRequest
+from usegrant_flows.api.retry import (
+    RetryPolicy,
+    async_retrying,
+    retrying,
+    set_testing,
+)
+from usegrant_flows.api.settings import load_settings
 
 __all__ = [
     "AsyncUseGrantClient",
@@ -240,7 +240,7 @@ class UseGrantClient(_ClientBase):
     manager (or call :meth:`close`) to release its connections.
 
     Args:
-        api_key: The API key; ``None`` reads :class:`~usegrant_flows.settings.UseGrantSettings`
+        api_key: The API key; ``None`` reads :class:`~usegrant_flows.api.settings.UseGrantSettings`
             (``USEGRANT_API_KEY``, ``.env``, then the OS keyring).
         base_url: API base URL: https, or http to a loopback host only; ``None`` reads
             ``USEGRANT_BASE_URL`` (default ``https://sdk.usegrant.dev``).
@@ -250,7 +250,7 @@ class UseGrantClient(_ClientBase):
         retry: The retry policy; default :class:`RetryPolicy` (5 attempts, 30 s total,
             0.5 s initial and 8 s maximum backoff, full jitter).
         limiter: Called (``acquire()``) before every HTTP attempt, retries included
-            (a request budget, see :mod:`usegrant_flows.quota`).
+            (a request budget, see :mod:`usegrant_flows.quota.limiter`).
         gate: The API key's pause/stop circuit, consulted before every attempt: after a
             429 with ``Retry-After`` no request is sent until then; after a 401 every
             call fails with ``AuthenticationError`` without a request. Default: a gate
@@ -369,7 +369,7 @@ class AsyncUseGrantClient(_ClientBase):
     every attempt goes through the pool with the fewest requests in flight.
 
     Args:
-        api_key: The API key; ``None`` reads :class:`~usegrant_flows.settings.UseGrantSettings`.
+        api_key: The API key; ``None`` reads :class:`~usegrant_flows.api.settings.UseGrantSettings`.
         base_url: API base URL (https, or http to a loopback host); ``None`` reads settings.
         timeout: Seconds allowed for one HTTP attempt (> 0); ``None`` reads settings.
         retry: The retry policy; default :class:`RetryPolicy`.

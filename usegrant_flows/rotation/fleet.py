@@ -3,8 +3,9 @@
 A :class:`RotationTarget` names one UseGrant client, the token options, the credentials
 (a ``UseGrantCredentials`` block name, or ``None`` for :class:`UseGrantSettings`: the
 ``USEGRANT_*`` environment, ``.env`` or the keyring), the refresh policy, and its sinks.
-A sink is given inline (the ``type`` field picks the kind; a discriminated union) or as
-the name of a saved sink block, ``"<block-type-slug>/<block-name>"``:
+A sink is given inline (the ``type`` field picks the kind, and the other keys are the
+fields of that kind's sink block: :mod:`usegrant_flows.sinks.registry`) or as the name
+of a saved sink block, ``"<block-type-slug>/<block-name>"``:
 
 .. code-block:: yaml
 
@@ -21,9 +22,9 @@ the name of a saved sink block, ``"<block-type-slug>/<block-name>"``:
           - {type: secret-block, secret_block_name: aws-token}
           - usegrant-webhook-token-sink/ops-hook         # a saved sink block
 
-Secrets are never part of a target (webhook headers and signing keys live in a saved
-webhook sink block), so targets are safe flow parameters. This module does not import
-Prefect; :mod:`usegrant_flows.rotation_runner` turns the sink specs into sink blocks.
+Secrets are never part of a target (a sink's secret fields are not part of its inline
+spec: webhook URLs, headers and signing keys live in a saved webhook sink block), so
+targets are safe flow parameters.
 
 Example:
     >>> t = RotationTarget.model_validate({
@@ -39,11 +40,9 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 from uuid import UUID
 
 import yaml
@@ -52,121 +51,22 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 
-from usegrant_flows._file_mode import FileMode
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import MAX_EXPIRES_IN
-from usegrant_flows.rotation import RefreshPolicy
+from usegrant_flows.api.checks import short_errors
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import MAX_EXPIRES_IN
+from usegrant_flows.rotation.policy import RefreshPolicy
+from usegrant_flows.sinks.registry import BlockSinkSpec, InlineSinkSpec, SinkSpec
 
 __all__ = [
     "BlockSinkSpec",
-    "FileSinkSpec",
-    "KeyringSinkSpec",
+    "InlineSinkSpec",
     "RotationTarget",
-    "SecretBlockSinkSpec",
     "SinkSpec",
-    "TokenFileFormat",
     "load_fleet_file",
     "parse_fleet",
-]
-
-
-class TokenFileFormat(str, Enum):
-    """How a token file is laid out (see ``FileTokenSink``)."""
-
-    RAW = "raw"
-    JSON = "json"
-    DOTENV = "dotenv"
-
-
-class FileSinkSpec(BaseModel):
-    """A token file on the machine running the flow (fields of ``FileTokenSink``)."""
-
-    model_config = ConfigDict(extra="forbid", title="File")
-
-    type: Literal["file"] = "file"
-    path: str = Field(
-        min_length=1,
-        title="File path",
-        description=(
-            "Where to write the token; relative paths start at the fleet file's folder "
-            "(targets given directly: the working directory)."
-        ),
-    )
-    format: TokenFileFormat = Field(
-        default=TokenFileFormat.RAW,
-        title="Format",
-        description="raw: bare JWT; json: {accessToken, expiresAt, type}; dotenv: NAME=JWT.",
-    )
-    json_token_field: str = Field(
-        default="accessToken", title="JSON token key", description="Key of the JWT (json)."
-    )
-    dotenv_variable: str = Field(
-        default="USEGRANT_ACCESS_TOKEN",
-        title="Variable name",
-        description="Variable holding the JWT (dotenv).",
-    )
-    mode: FileMode = Field(
-        default=0o600,
-        ge=0,
-        le=0o640,
-        title="File mode",
-        description="Permission bits as a number: 384 is 0600, 416 is 0640 (at most).",
-    )
-
-    @field_validator("path", mode="after")
-    @classmethod
-    def _relative_to_fleet_file(cls, value: str, info: ValidationInfo) -> str:
-        base = (info.context or {}).get("base_dir")
-        path = Path(value).expanduser()
-        if base is not None and not path.is_absolute():
-            path = Path(os.path.normpath(Path(base) / path))
-        return str(path)
-
-
-class SecretBlockSinkSpec(BaseModel):
-    """A Prefect Secret block holding the bare JWT (fields of ``SecretBlockSink``)."""
-
-    model_config = ConfigDict(extra="forbid", title="Secret block")
-
-    type: Literal["secret-block"] = "secret-block"
-    secret_block_name: str = Field(
-        min_length=1,
-        title="Secret block name",
-        description="Name of the Secret block to create or overwrite with the token.",
-    )
-
-
-class KeyringSinkSpec(BaseModel):
-    """The OS keyring of the machine running the flow (fields of ``KeyringTokenSink``)."""
-
-    model_config = ConfigDict(extra="forbid", title="Keyring")
-
-    type: Literal["keyring"] = "keyring"
-    service: str = Field(default="usegrant-flows-tokens", min_length=1, title="Keyring service")
-    username: str = Field(default="access-token", min_length=1, title="Keyring username")
-
-
-class BlockSinkSpec(BaseModel):
-    """A saved sink block (a webhook, or any ``TokenSink``), by ``slug/name``."""
-
-    model_config = ConfigDict(extra="forbid", title="Saved sink block")
-
-    type: Literal["block"] = "block"
-    block: str = Field(
-        pattern=r"^[a-z0-9-]+/[^/]+$",
-        title="Sink block",
-        description="'<block-type-slug>/<block-name>', e.g. 'usegrant-webhook-token-sink/ops'.",
-    )
-
-
-#: One sink of a target: inline settings, or a saved block.
-SinkSpec = Annotated[
-    FileSinkSpec | SecretBlockSinkSpec | KeyringSinkSpec | BlockSinkSpec,
-    Field(discriminator="type"),
 ]
 
 
@@ -238,14 +138,6 @@ class RotationTarget(BaseModel):
         return {key: value for key, value in options.items() if value is not None}
 
 
-def _short_errors(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False)[:5]:
-        where = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "; ".join(parts)
-
-
 def parse_fleet(data: Any, *, base_dir: str | Path | None = None) -> list[RotationTarget]:
     """Validate a fleet document: a list of targets, or ``{defaults, targets}``.
 
@@ -285,7 +177,7 @@ def parse_fleet(data: Any, *, base_dir: str | Path | None = None) -> list[Rotati
             target = RotationTarget.model_validate({**defaults, **item}, context=context)
         except ValidationError as exc:
             label = item.get("name", f"#{index + 1}")
-            raise ConfigurationError(f"fleet: target {label}: {_short_errors(exc)}") from None
+            raise ConfigurationError(f"fleet: target {label}: {short_errors(exc)}") from None
         if target.name in seen:
             raise ConfigurationError(f"fleet: target name {target.name!r} is used twice")
         seen.add(target.name)

@@ -14,12 +14,11 @@ Every command talks to the Prefect API of the current profile (``PREFECT_API_URL
 from __future__ import annotations
 
 import sys
-from typing import cast
 
 from cyclopts import App
 
-from usegrant_flows._budget import Budget
-from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.quota.budget import Budget
 
 __all__ = ["app"]
 
@@ -27,14 +26,9 @@ app = App(name="quota", help="Set up and inspect the API keys' request budgets."
 
 
 def _load(name: str) -> Budget:
-    from usegrant_flows.credentials import UseGrantCredentials
-    from usegrant_flows.quota import budget_of
+    from usegrant_flows.credentials import load_credentials
 
-    try:
-        block = cast(UseGrantCredentials, UseGrantCredentials.load(name))
-    except ValueError:
-        raise ConfigurationError(f"credentials block '{name}' not found") from None
-    return budget_of(block)
+    return load_credentials(name).budget()
 
 
 def _all_block_names() -> list[str]:
@@ -64,7 +58,7 @@ def apply(*blocks: str, all_blocks: bool = False) -> int:
         blocks: UseGrant Credentials block names.
         all_blocks: Every saved UseGrant Credentials block.
     """
-    from usegrant_flows.quota import apply_quota, limit_name
+    from usegrant_flows.quota.limiter import apply_quota, limit_name
 
     for name in _names(blocks, all_blocks):
         budget = _load(name)
@@ -85,7 +79,7 @@ def show(*blocks: str, all_blocks: bool = False) -> int:
         blocks: UseGrant Credentials block names.
         all_blocks: Every saved UseGrant Credentials block.
     """
-    from usegrant_flows.quota import QuotaSpec, limit_name, read_quota
+    from usegrant_flows.quota.limiter import QuotaSpec, limit_name, read_quota
 
     for name in _names(blocks, all_blocks):
         budget = _load(name)
@@ -112,10 +106,10 @@ def plan(fleet_file: str) -> int:
     """Print what a fleet file needs per API key; exit 2 when it exceeds a budget.
 
     Args:
-        fleet_file: A YAML or JSON fleet file (see ``usegrant_flows.fleet``).
+        fleet_file: A YAML or JSON fleet file (see ``usegrant_flows.rotation.fleet``).
     """
-    from usegrant_flows.fleet import load_fleet_file
-    from usegrant_flows.quota import plan_fleet
+    from usegrant_flows.rotation.fleet import load_fleet_file
+    from usegrant_flows.rotation.plan import plan_fleet
 
     targets = load_fleet_file(fleet_file)
     names = {t.credentials for t in targets}

@@ -21,8 +21,8 @@ from typing import Any
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import DEFAULT_BASE_URL
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import DEFAULT_BASE_URL
 
 __all__ = [
     "KEYRING_SERVICE",
@@ -38,7 +38,7 @@ KEYRING_USERNAME = "api-key"
 
 _ENV_PREFIX = "USEGRANT_"
 
-logger = logging.getLogger("usegrant_flows.settings")
+logger = logging.getLogger("usegrant_flows.api.settings")
 
 NO_API_KEY_MESSAGE = (
     "No UseGrant API key found. Provide it in one of three ways: "

@@ -47,7 +47,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from usegrant_flows.errors import (
+from usegrant_flows.api.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -58,7 +58,7 @@ from usegrant_flows.errors import (
     UseGrantAPIError,
     UseGrantConnectionError,
 )
-from usegrant_flows.models import MAX_EXPIRES_IN, AccessToken
+from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
 
 __all__ = [
     "RefreshPolicy",
@@ -312,7 +312,7 @@ def explain_error(
         A single line of at most 300 characters.
 
     Example:
-        >>> from usegrant_flows.errors import AuthenticationError
+        >>> from usegrant_flows.api.errors import AuthenticationError
         >>> explain_error(AuthenticationError(401), credentials="prod")
         "UseGrant rejected the API key (401): check the credentials block 'prod'"
     """
