@@ -70,20 +70,6 @@ def _step(progress: Progress, text: str) -> Iterator[None]:
     progress.update(task, completed=1, description=f"[green]✓[/] {text}")
 
 
-def _load_rotate_tokens() -> Any:
-    """Load the deployment's own flow, ``flows/rotate_tokens.py``, from the checkout.
-
-    The library never imports the ``flows/`` folder (flows are the faces on top of it);
-    the demo loads the file the way a Prefect worker does, by entrypoint.
-    """
-    from prefect.flows import load_flow_from_entrypoint
-
-    entrypoint = Path(__file__).resolve().parent.parent / "flows" / "rotate_tokens.py"
-    if not entrypoint.is_file():
-        raise SystemExit(f"the demo runs from a checkout of usegrant-flows: {entrypoint} not found")
-    return load_flow_from_entrypoint(f"{entrypoint}:rotate_tokens")
-
-
 def main(directory: Path = Path("demo")) -> None:
     """Run the rotation demo: emulator, embedded Prefect API, two rotation runs.
 
@@ -103,9 +89,9 @@ def main(directory: Path = Path("demo")) -> None:
     from usegrant_flows.credentials import UseGrantCredentials
     from usegrant_flows.emulator import run_emulator
     from usegrant_flows.rotation.policy import RotationResult
+    from usegrant_flows.rotation.rotate_flow import rotate_tokens
     from usegrant_flows.sinks import FileTokenSink, SecretBlockSink
 
-    rotate_tokens = _load_rotate_tokens()
     console = Console()
     console.print(f"[bold]usegrant-flows demo[/] in {folder}")
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
