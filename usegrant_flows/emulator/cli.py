@@ -9,8 +9,8 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from usegrant_flows.emulator.app import EmulatorState
-from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.emulator.external import ConfigurationError
+from usegrant_flows.emulator.state import EmulatorState
 
 __all__ = ["serve"]
 

@@ -17,10 +17,12 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from usegrant_flows.emulator.app import DROP_EXTENSION, EmulatorState, create_app
+from usegrant_flows.emulator.answers import DROP_EXTENSION
+from usegrant_flows.emulator.app import create_app
+from usegrant_flows.emulator.external import ConfigurationError, UseGrantError
 from usegrant_flows.emulator.faults import Faults
 from usegrant_flows.emulator.seed import Seed, load_seed
-from usegrant_flows.errors import ConfigurationError, UseGrantError
+from usegrant_flows.emulator.state import EmulatorState
 
 __all__ = ["RunningEmulator", "bind_socket", "build_server", "make_state", "run_emulator"]
 
