@@ -78,7 +78,7 @@ class TokenOrder:
         options: The options from :func:`parse_options`.
     """
 
-    def __init__(self, provider: SeedProvider, client: SeedClient, options: dict[str, Any]):
+    def __init__(self, provider: SeedProvider, client: SeedClient, options: dict[str, Any]) -> None:
         self.provider = provider
         self.client = client
         self.options = options
