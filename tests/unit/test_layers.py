@@ -39,13 +39,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+MODULE_NAMES: set[str] = set()
+
+
 def layer_of(module: str) -> int:
     best = (-1, -1)  # (length of the matching prefix, layer)
     for index, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
-                if len(prefix) > best[0] and (prefix != "usegrant_flows" or module == prefix):
-                    best = (len(prefix), index)
+            inside = module == prefix or module.startswith(prefix + ".")
+            if (
+                inside
+                and len(prefix) > best[0]
+                and (prefix != "usegrant_flows" or module == prefix)
+            ):
+                best = (len(prefix), index)
     assert best[1] >= 0, f"{module} is in no layer: add it to LAYERS and docs/architecture.md"
     return best[1]
 
@@ -68,16 +75,11 @@ def imports_of(path: Path) -> set[str]:
             return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("usegrant_flows"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.startswith("usegrant_flows"):
-                for alias in node.names:
-                    sub = f"{node.module}.{alias.name}"
-                    found.add(
-                        sub
-                        if (PACKAGE.parent / sub.replace(".", "/")).exists()
-                        or (PACKAGE.parent / (sub.replace(".", "/") + ".py")).exists()
-                        else node.module
-                    )
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("usegrant_flows"):
+            for alias in node.names:
+                # "from usegrant_flows.api import retry" imports the module api.retry
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in MODULE_NAMES else str(node.module))
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -86,6 +88,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+MODULE_NAMES.update(MODULES)
 GRAPH = {name: imports_of(path) - {name} for name, path in MODULES.items()}
 
 

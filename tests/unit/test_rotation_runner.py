@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.api.errors import AuthenticationError
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
 from usegrant_flows.rotation.runner import FleetRunner

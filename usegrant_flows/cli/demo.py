@@ -25,7 +25,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,15 @@ def _step(progress: Progress, text: str) -> Iterator[None]:
     task = progress.add_task(text, total=1)
     yield
     progress.update(task, completed=1, description=f"[green]✓[/] {text}")
+
+
+def _run(flow_call: Awaitable[Any]) -> Any:
+    """Run one async flow call to its final state (flows return awaitables, not coroutines)."""
+
+    async def run() -> Any:
+        return await flow_call
+
+    return asyncio.run(run())
 
 
 def main(directory: Path = Path("demo")) -> None:
@@ -119,7 +128,7 @@ def main(directory: Path = Path("demo")) -> None:
             )
         # Forced: tokens left by an earlier demo were signed by an earlier emulator's keys.
         with _step(progress, f"first run: mint {len(targets)} targets (forced)"):
-            first = asyncio.run(rotate_tokens(targets=targets, force=True, return_state=True))
+            first = _run(rotate_tokens(targets=targets, force=True, return_state=True))
         if not first.is_completed():
             progress.stop()
             console.print(f"[red]The rotation failed:[/] {first.message}")
@@ -143,7 +152,7 @@ def main(directory: Path = Path("demo")) -> None:
                 verified[target["name"]] = " / ".join(checks)
         emu.reset_stats()
         with _step(progress, "second run: every token is fresh"):
-            second = asyncio.run(rotate_tokens(targets=targets, return_state=True))
+            second = _run(rotate_tokens(targets=targets, return_state=True))
             again: list[RotationResult] = second.result()
         calls = int(emu.stats()["token_calls"]["total"])
 
