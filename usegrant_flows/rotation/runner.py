@@ -100,7 +100,7 @@ class FleetRunner:
                 continue
             sink = self._blocks.get(spec.block)
             if sink is None:
-                loaded = await aload_block(TokenSink, spec.block, what="sink block")
+                loaded = await aload_block(TokenSink, spec.block, what="token sink block")
                 sink = self._blocks.setdefault(spec.block, loaded)
             sinks.append(sink)
         return sinks
