@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import uuid
@@ -312,3 +313,18 @@ def test_importing_the_aws_sinks_does_not_import_boto3() -> None:
         "sys.exit(1 if {'boto3', 'botocore', 'prefect_aws'} & set(sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_debug_logging_of_botocore_never_shows_the_token(
+    aws_env: MotoServer,  # noqa: F811
+    make_token: MakeToken,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.leaks import find_secret
+
+    caplog.set_level(logging.DEBUG)
+    token = make_token()
+    sm_sink(aws_env, unique("usegrant/")).write(token)
+    ssm_sink(aws_env, unique("/usegrant/")).write(token)
+    assert any(r.name.startswith("botocore") for r in caplog.records)  # DEBUG was on
+    assert find_secret(caplog.text, token.access_token.get_secret_value()) == []

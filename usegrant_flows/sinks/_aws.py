@@ -8,10 +8,17 @@ name), or from boto3's default chain (environment, shared files, instance role) 
 block is named. Every client has bounded timeouts and retries (botocore ``Config``:
 ``connect_timeout`` and ``read_timeout`` of ``timeout`` seconds, ``max_attempts``
 attempts in botocore's ``standard`` retry mode).
+
+At DEBUG level botocore logs every request's parameters (a ``SecretString``, an STS
+``WebIdentityToken``) and every response body (temporary keys). Building a client
+installs :class:`RedactBodies` on the loggers that do it (and on ``botocore.auth``,
+whose canonical request quotes the session token header): their DEBUG records are
+dropped, so turning on DEBUG logging never writes a token or a key to a log.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC
 from typing import Any, cast
@@ -23,7 +30,9 @@ from usegrant_flows.sinks._remote import check_endpoint, scrub
 from usegrant_flows.sinks.base import SinkError, TokenSink
 
 __all__ = [
+    "BODY_LOGGERS",
     "AwsTokenSink",
+    "RedactBodies",
     "aws_error",
     "build_client",
     "client_config",
@@ -35,6 +44,27 @@ __all__ = [
 _BLOCK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _KMS_KEY = re.compile(r"^[A-Za-z0-9:/_+=,.@-]{1,2048}$")
+
+
+#: botocore loggers whose DEBUG records carry request parameters, response bodies or
+#: (the signer's canonical request) the session token header.
+BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth")
+
+
+class RedactBodies(logging.Filter):
+    """Drop the DEBUG records of botocore that quote request parameters or bodies."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return False (drop) for DEBUG and lower records, True for the others."""
+        return record.levelno > logging.DEBUG
+
+
+def install_log_redaction() -> None:
+    """Attach one :class:`RedactBodies` to each of :data:`BODY_LOGGERS` (idempotent)."""
+    for name in BODY_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactBodies) for f in target.filters):
+            target.addFilter(RedactBodies())
 
 
 def client_config(timeout: float, max_attempts: int, *, unsigned: bool = False) -> Any:
@@ -86,6 +116,7 @@ def build_client(
     import boto3
     from botocore.exceptions import NoRegionError
 
+    install_log_redaction()
     if aws_credentials is not None and not unsigned:
         from prefect_aws import AwsCredentials
 
