@@ -29,6 +29,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from usegrant_flows._aws_names import REGION, check_role_arn
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.errors import ConfigurationError, UseGrantError
 from usegrant_flows.models import AccessToken
@@ -53,9 +54,7 @@ MAX_DURATION = 43200
 #: Lifetime of the minted token, in seconds: it only has to reach STS.
 DEFAULT_TOKEN_LIFETIME = 300
 
-_ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{2,64}$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _STS_TIMEOUT = 10.0
 _STS_ATTEMPTS = 3
 
@@ -72,10 +71,7 @@ def _check_arguments(
     sts_endpoint_url: object,
 ) -> None:
     """Raise ConfigurationError, naming the argument, for anything STS would refuse."""
-    if not isinstance(role_arn, str) or not _ROLE_ARN.match(role_arn):
-        raise ConfigurationError(
-            "role_arn must be an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>"
-        )
+    check_role_arn(role_arn)
     if not isinstance(session_name, str) or not _SESSION_NAME.match(session_name):
         raise ConfigurationError(
             "session_name must be 2..64 characters of letters, digits and +=,.@_-"
@@ -90,7 +86,7 @@ def _check_arguments(
             f"seconds (15 minutes to 12 hours), got {duration_seconds!r}"
         )
     if region_name is not None and (
-        not isinstance(region_name, str) or not _REGION.match(region_name)
+        not isinstance(region_name, str) or not REGION.match(region_name)
     ):
         raise ConfigurationError("region_name must look like eu-west-1")
     if sts_endpoint_url is not None:

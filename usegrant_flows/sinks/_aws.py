@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from pydantic import Field, field_validator
 
+from usegrant_flows._aws_names import REGION
 from usegrant_flows.errors import ConfigurationError
 from usegrant_flows.sinks._remote import check_endpoint, scrub
 from usegrant_flows.sinks.base import SinkError, TokenSink
@@ -42,7 +43,6 @@ __all__ = [
 
 # Prefect block document names: lowercase letters, digits and dashes.
 _BLOCK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _KMS_KEY = re.compile(r"^[A-Za-z0-9:/_+=,.@-]{1,2048}$")
 
 
@@ -227,7 +227,7 @@ class AwsTokenSink(TokenSink, ABC):
     def _check_region(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not _REGION.match(value):
+        if not REGION.match(value):
             raise ValueError(f"region_name must look like eu-west-1, got {value!r}")
         return value
 

@@ -80,10 +80,10 @@ def origin_of(url: str) -> str:
 
 
 def scrub(text: object) -> str:
-    r"""Return server-provided text on one line, JWT-shaped parts removed, at most 200 chars.
+    """Return server-provided text on one line, JWT-shaped parts removed, at most 200 chars.
 
     Example:
-        >>> scrub("bad  token eyJa.eyJb.c\\nhere")
+        >>> scrub("bad  token eyJa.eyJb.c   here")
         'bad token [redacted JWT] here'
     """
     cleaned = _JWT_LIKE.sub("[redacted JWT]", str(text))
