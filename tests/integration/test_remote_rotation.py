@@ -127,3 +127,24 @@ async def test_a_second_run_reads_every_remote_sink_back_and_mints_nothing(
     [result] = await state.result()
     assert result.action.value == "fresh"
     assert emu.stats()["token_calls"]["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("example", "sink_class"),
+    [
+        ("fleet.vault.example.yaml", VaultKvTokenSink),
+        ("fleet.aws.example.yaml", AwsSecretsManagerTokenSink),
+        ("fleet.aws.example.yaml", AwsSsmParameterTokenSink),
+    ],
+)
+def test_the_example_fleets_parse_and_name_our_block_slugs(example: str, sink_class: type) -> None:
+    from usegrant_flows.fleet import BlockSinkSpec, load_fleet_file
+
+    path = Path(__file__).resolve().parents[2] / "flows" / example
+    blocks = [
+        spec.block
+        for target in load_fleet_file(path)
+        for spec in target.sinks
+        if isinstance(spec, BlockSinkSpec)
+    ]
+    assert any(b.startswith(f"{sink_class.get_block_type_slug()}/") for b in blocks)
