@@ -52,6 +52,10 @@ class AwsSecretsManagerTokenSink(AwsTokenSink):
         >>> sink = AwsSecretsManagerTokenSink(secret_name="usegrant/aws", region_name="eu-west-1")
         >>> sink.describe()
         'aws-secrets-manager usegrant/aws (raw, eu-west-1)'
+
+        Load a saved sink (needs a Prefect API holding the block, hence the skip):
+
+        >>> sink = AwsSecretsManagerTokenSink.load("BLOCK_NAME")  # doctest: +SKIP
     """
 
     _block_type_name = "UseGrant AWS Secrets Manager Token Sink"

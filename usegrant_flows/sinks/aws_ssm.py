@@ -45,6 +45,10 @@ class AwsSsmParameterTokenSink(AwsTokenSink):
         >>> from usegrant_flows.sinks import AwsSsmParameterTokenSink
         >>> AwsSsmParameterTokenSink(parameter_name="/usegrant/aws").describe()
         'aws-ssm-parameter /usegrant/aws (Standard)'
+
+        Load a saved sink (needs a Prefect API holding the block, hence the skip):
+
+        >>> sink = AwsSsmParameterTokenSink.load("BLOCK_NAME")  # doctest: +SKIP
     """
 
     _block_type_name = "UseGrant AWS SSM Parameter Token Sink"

@@ -76,6 +76,10 @@ class VaultKvTokenSink(TokenSink):
         ... )
         >>> sink.describe()
         'vault-kv https://vault.example.com:8200 secret/usegrant/aws#token'
+
+        Load a saved sink (needs a Prefect API holding the block, hence the skip):
+
+        >>> sink = VaultKvTokenSink.load("BLOCK_NAME")  # doctest: +SKIP
     """
 
     _block_type_name = "UseGrant Vault KV Token Sink"
