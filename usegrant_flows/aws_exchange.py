@@ -4,9 +4,10 @@
 mint a token with :func:`~usegrant_flows.tasks.create_access_token`'s machinery (same
 client, request budget and client-level retries) and call STS
 ``AssumeRoleWithWebIdentity`` with it. That STS call needs no AWS credentials, so it
-is sent unsigned. The answer is a ``prefect_aws.AwsCredentials`` holding the temporary
-access key id, secret access key and session token, ready for any prefect-aws task or
-``get_boto3_session()``.
+is sent unsigned. The answer is a ``prefect_aws.AwsCredentials`` (a subclass whose
+session token is a ``SecretStr`` as well as the secret access key, see
+:func:`temporary_credentials_class`) holding the temporary keys, ready for any
+prefect-aws task, ``get_client()`` or ``get_boto3_session()``.
 
 The AWS role's trust policy must allow ``sts:AssumeRoleWithWebIdentity`` for the
 UseGrant issuer (an IAM OIDC identity provider for ``iss``) with ``aud`` and ``sub``
@@ -37,6 +38,7 @@ from usegrant_flows.sinks._remote import check_endpoint, scrub
 from usegrant_flows.tasks import acreate_access_token, create_access_token
 
 if TYPE_CHECKING:
+    import boto3
     from prefect_aws import AwsCredentials
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "AwsExchangeError",
     "aexchange_aws_credentials",
     "exchange_aws_credentials",
+    "temporary_credentials_class",
 ]
 
 #: Shortest and longest ``duration_seconds`` STS accepts (15 minutes, 12 hours).
@@ -61,6 +64,56 @@ _STS_ATTEMPTS = 3
 
 class AwsExchangeError(UseGrantError):
     """Raised when STS refused the web identity token or could not be reached."""
+
+
+_TEMPORARY_CLASS: type[AwsCredentials] | None = None
+
+
+def temporary_credentials_class() -> type[AwsCredentials]:
+    """Return the ``AwsCredentials`` subclass whose session token is a ``SecretStr`` too.
+
+    prefect-aws types ``aws_session_token`` as a plain ``str``, which its repr shows.
+    The subclass holds it as a ``SecretStr`` and unwraps it only when it builds a boto3
+    session, so neither temporary secret shows in a repr, a log line or an error. It is
+    built on first use, so that importing this module does not import prefect-aws.
+    """
+    global _TEMPORARY_CLASS
+    if _TEMPORARY_CLASS is not None:
+        return _TEMPORARY_CLASS
+    import boto3
+    from prefect_aws import AwsCredentials
+    from pydantic import Field
+
+    class TemporaryAwsCredentials(AwsCredentials):
+        """Temporary AWS credentials from STS; every secret part is a ``SecretStr``.
+
+        Example:
+            >>> from usegrant_flows.aws_exchange import temporary_credentials_class
+            >>> TemporaryAwsCredentials = temporary_credentials_class()
+            >>> credentials = TemporaryAwsCredentials.load("BLOCK_NAME")  # doctest: +SKIP
+        """
+
+        _block_type_name = "UseGrant Temporary AWS Credentials"
+        _block_type_slug = "usegrant-temporary-aws-credentials"
+        _description = "Temporary AWS credentials obtained from STS with a UseGrant token."
+
+        aws_session_token: SecretStr | None = Field(  # type: ignore[assignment]
+            default=None, description="The temporary session token, kept secret."
+        )
+
+        def get_boto3_session(self) -> boto3.Session:
+            """Return a boto3 session holding the temporary keys (no role chaining)."""
+            secret = self.aws_secret_access_key
+            token = self.aws_session_token
+            return boto3.Session(
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=secret.get_secret_value() if secret else None,
+                aws_session_token=token.get_secret_value() if token else None,
+                region_name=self.region_name,
+            )
+
+    _TEMPORARY_CLASS = TemporaryAwsCredentials
+    return TemporaryAwsCredentials
 
 
 def _check_arguments(
@@ -106,8 +159,6 @@ def _assume_role(
     sts_endpoint_url: str | None,
 ) -> tuple[AwsCredentials, str]:
     """Call STS AssumeRoleWithWebIdentity (unsigned); return the block and a log line."""
-    from prefect_aws import AwsCredentials
-
     from usegrant_flows.sinks._aws import build_client, error_code, is_sdk_error
 
     client = build_client(
@@ -139,10 +190,10 @@ def _assume_role(
     finally:
         client.close()
     keys: dict[str, Any] = answer["Credentials"]
-    credentials = AwsCredentials(
+    credentials = temporary_credentials_class()(
         aws_access_key_id=keys["AccessKeyId"],
         aws_secret_access_key=SecretStr(keys["SecretAccessKey"]),
-        aws_session_token=keys["SessionToken"],
+        aws_session_token=SecretStr(keys["SessionToken"]),
         region_name=region_name,
     )
     expiration: Any = keys.get("Expiration")
@@ -190,7 +241,7 @@ def exchange_aws_credentials(
 
     Returns:
         A ``prefect_aws.AwsCredentials`` (not saved) with the temporary keys; the
-        secret access key is a ``SecretStr``.
+        secret access key and the session token are ``SecretStr``.
 
     Raises:
         ConfigurationError: For a bad argument, before any request.

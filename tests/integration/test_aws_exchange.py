@@ -19,6 +19,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.logging.handlers import APILogWorker
+from prefect_aws import AwsCredentials
 from pydantic import SecretStr
 
 from tests.integration.remote_servers import (  # noqa: F401
@@ -128,12 +129,35 @@ def test_the_returned_credentials_hold_secret_keys_that_work(
     aws_env: MotoServer,  # noqa: F811
 ) -> None:
     result = exchange(emu, aws_env, session_name="nightly-report", region_name="eu-west-1")
-    assert isinstance(result.aws_secret_access_key, SecretStr)
-    assert result.aws_secret_access_key.get_secret_value() not in repr(result)
+    assert isinstance(result, AwsCredentials)
     assert result.region_name == "eu-west-1"
     sts = result.get_boto3_session().client("sts", endpoint_url=aws_env.url)
     arn = sts.get_caller_identity()["Arn"]
     assert arn == "arn:aws:sts::123456789012:assumed-role/usegrant-reader/nightly-report"
+
+
+def test_the_secret_key_and_session_token_are_secret_str_absent_from_repr(
+    emu: RunningEmulator,
+    credentials: str,
+    aws_env: MotoServer,  # noqa: F811
+) -> None:
+    result = exchange(emu, aws_env)
+    assert isinstance(result.aws_secret_access_key, SecretStr)
+    assert isinstance(result.aws_session_token, SecretStr)
+    for secret in (result.aws_secret_access_key, result.aws_session_token):
+        assert secret.get_secret_value() not in repr(result)
+        assert secret.get_secret_value() not in str(result)
+
+
+def test_prefect_aws_get_client_uses_the_temporary_keys(
+    emu: RunningEmulator,
+    credentials: str,
+    aws_env: MotoServer,  # noqa: F811
+) -> None:
+    result = exchange(emu, aws_env, region_name="us-east-1")
+    result.aws_client_parameters.endpoint_url = aws_env.url
+    arn = result.get_client("sts").get_caller_identity()["Arn"]
+    assert arn.startswith("arn:aws:sts::123456789012:assumed-role/usegrant-reader/")
 
 
 async def test_the_async_twin_returns_working_credentials(
@@ -234,7 +258,7 @@ def test_neither_the_token_nor_the_keys_leak(
             sts_endpoint_url=aws_env.url,
         )
         received["secret"] = result.aws_secret_access_key.get_secret_value()
-        received["session"] = result.aws_session_token
+        received["session"] = result.aws_session_token.get_secret_value()
         sts = result.get_boto3_session().client("sts", endpoint_url=aws_env.url)
         return str(sts.get_caller_identity()["Arn"])
 
