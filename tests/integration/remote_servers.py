@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -53,14 +54,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_up(url: str, what: str, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until_up(
+    url: str,
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+    ca_file: Path | None = None,
+) -> None:
     """Poll ``url`` until it answers 200, for at most START_TIMEOUT seconds."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{what} exited with status {process.returncode}")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            # The CA file of -dev-tls appears a moment after start: until then, keep polling.
+            verify: bool | ssl.SSLContext = True
+            if ca_file is not None:
+                if not ca_file.exists():
+                    raise httpx.ConnectError("CA file not written yet")
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            if httpx.get(url, timeout=1.0, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -110,46 +122,83 @@ def _bao_binary() -> str:
     return found
 
 
+class _BaoProcess:
+    """A ``bao server -dev`` child process with its own HOME (bounded start and stop)."""
+
+    def __init__(self, *extra: str, scheme: str = "http", ca_file: Path | None = None) -> None:
+        self.port = free_port()
+        self.root_token = secrets.token_urlsafe(24)
+        self.home = tempfile.mkdtemp(prefix="usegrant-openbao-home-")
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        env = {
+            "HOME": self.home,  # bao writes ~/.vault-token in dev mode: not the real home
+            "PATH": os.environ.get("PATH", ""),
+        }
+        self.process = subprocess.Popen(
+            [
+                _bao_binary(),
+                "server",
+                "-dev",
+                f"-dev-root-token-id={self.root_token}",
+                f"-dev-listen-address=127.0.0.1:{self.port}",
+                *extra,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until_up(f"{self.url}/v1/sys/health", "bao server -dev", self.process, ca_file)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def openbao(emulator: RunningEmulator) -> Iterator[OpenBao]:
     """OpenBao in dev mode on a free loopback port, configured for the tests."""
-    port = free_port()
-    root_token = secrets.token_urlsafe(24)
-    home = tempfile.mkdtemp(prefix="usegrant-openbao-home-")
-    env = {
-        "HOME": home,  # bao writes ~/.vault-token in dev mode: not into the real home
-        "PATH": os.environ.get("PATH", ""),
-    }
-    process = subprocess.Popen(
-        [
-            _bao_binary(),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={root_token}",
-            f"-dev-listen-address=127.0.0.1:{port}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    bao = _BaoProcess()
     try:
-        wait_until_up(f"{url}/v1/sys/health", "bao server -dev", process)
         provider = emulator.seed.providers[0]
         aws = provider.clients[0]
         server = OpenBao(
-            url=url, root_token=root_token, issuer=provider.issuer(), audience=aws.audience
+            url=bao.url, root_token=bao.root_token, issuer=provider.issuer(), audience=aws.audience
         )
         _configure(server, emulator)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-        shutil.rmtree(home, ignore_errors=True)
+        bao.stop()
+
+
+@dataclass
+class OpenBaoTls:
+    """A running OpenBao dev server on https, with the CA file that signed its certificate."""
+
+    url: str
+    root_token: str
+    ca_file: Path
+
+
+@pytest.fixture(scope="session")
+def openbao_tls() -> Iterator[OpenBaoTls]:
+    """OpenBao in dev TLS mode (``-dev-tls``: its own CA and certificate) on loopback."""
+    cert_dir = Path(tempfile.mkdtemp(prefix="usegrant-openbao-tls-"))
+    ca_file = cert_dir / "vault-ca.pem"
+    bao = _BaoProcess("-dev-tls", f"-dev-tls-cert-dir={cert_dir}", scheme="https", ca_file=ca_file)
+    try:
+        yield OpenBaoTls(url=bao.url, root_token=bao.root_token, ca_file=ca_file)
+    finally:
+        bao.stop()
+        shutil.rmtree(cert_dir, ignore_errors=True)
 
 
 def _configure(server: OpenBao, emulator: RunningEmulator) -> None:

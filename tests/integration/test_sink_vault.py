@@ -11,7 +11,13 @@ import hvac.exceptions
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tests.integration.remote_servers import JWT_ROLE, OpenBao, openbao  # noqa: F401
+from tests.integration.remote_servers import (  # noqa: F401
+    JWT_ROLE,
+    OpenBao,
+    OpenBaoTls,
+    openbao,
+    openbao_tls,
+)
 from usegrant_flows.client import UseGrantClient
 from usegrant_flows.emulator import RunningEmulator
 from usegrant_flows.models import AccessToken
@@ -234,3 +240,58 @@ def test_importing_the_module_does_not_import_hvac() -> None:
         "sys.exit(1 if 'hvac' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_namespace_sink_writes_inside_the_namespace_only(
+    openbao: OpenBao,  # noqa: F811
+    emulator: RunningEmulator,
+) -> None:
+    namespace = f"team{uuid.uuid4().hex[:8]}"
+    root = openbao.root()
+    root.write_data(f"sys/namespaces/{namespace}", data={})
+    inside = hvac.Client(url=openbao.url, token=openbao.root_token, namespace=namespace)
+    inside.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    path = fresh_path()
+    token = mint(emulator)
+    sink(openbao, path, token=openbao.root_token, namespace=namespace).write(token)
+    stored = inside.secrets.kv.v2.read_secret_version(
+        path=path, mount_point="secret", raise_on_deleted_version=True
+    )
+    assert stored["data"]["data"]["token"] == token.access_token.get_secret_value()
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        openbao.kv(path)  # not in the root namespace
+
+
+def test_https_with_the_servers_ca_cert_writes(
+    openbao_tls: OpenBaoTls,  # noqa: F811
+    emulator: RunningEmulator,
+) -> None:
+    token = mint(emulator)
+    VaultKvTokenSink(
+        url=openbao_tls.url,
+        path="usegrant/tls",
+        token=SecretStr(openbao_tls.root_token),
+        ca_cert=str(openbao_tls.ca_file),
+    ).write(token)
+    stored = hvac.Client(
+        url=openbao_tls.url, token=openbao_tls.root_token, verify=str(openbao_tls.ca_file)
+    ).secrets.kv.v2.read_secret_version(path="usegrant/tls", raise_on_deleted_version=True)
+    assert stored["data"]["data"]["token"] == token.access_token.get_secret_value()
+
+
+def test_https_without_the_ca_cert_is_refused_and_writes_nothing(
+    openbao_tls: OpenBaoTls,  # noqa: F811
+    emulator: RunningEmulator,
+) -> None:
+    untrusted = VaultKvTokenSink(
+        url=openbao_tls.url, path="usegrant/untrusted", token=SecretStr(openbao_tls.root_token)
+    )
+    with pytest.raises(SinkError, match=r"could not reach Vault \(SSLError\)"):
+        untrusted.write(mint(emulator))
+    client = hvac.Client(
+        url=openbao_tls.url, token=openbao_tls.root_token, verify=str(openbao_tls.ca_file)
+    )
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        client.secrets.kv.v2.read_secret_version(
+            path="usegrant/untrusted", raise_on_deleted_version=True
+        )
