@@ -15,8 +15,8 @@ conditions matching the client.
 
 Both tasks use ``cache_policy=NO_CACHE`` and ``persist_result=False``: neither the
 token nor the keys ever reach Prefect's result storage. They log the token's
-fingerprint, the role ARN, the access key id's last 4 characters and the expiry, never
-a key or the token. Arguments are checked before any request.
+fingerprint, the role ARN and the credentials' expiry, never a key or the token.
+Arguments are checked before any request.
 """
 
 from __future__ import annotations
@@ -199,8 +199,8 @@ def _assume_role(
     expiration: Any = keys.get("Expiration")
     when = expiration.isoformat() if isinstance(expiration, datetime) else str(expiration)
     line = (
-        f"Assumed {role_arn} with UseGrant token fingerprint={token.fingerprint}: "
-        f"access key ...{str(keys['AccessKeyId'])[-4:]} until {when}"
+        f"Assumed {role_arn} with UseGrant token fingerprint={token.fingerprint}; "
+        f"temporary credentials until {when}"
     )
     return credentials, line
 

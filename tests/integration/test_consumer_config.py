@@ -226,10 +226,16 @@ def test_aws_sdk_with_the_printed_environment_assumes_the_role_with_our_token(
     assert call["RoleArn"] == ROLE_ARN
 
 
-def test_aws_profile_snippet_names_the_file_and_role(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_aws_profile_snippet_lets_boto3_assume_the_role_with_our_token(
+    moto_recorder: Recording,  # noqa: F811
+    make_token: MakeToken,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fleet = write_fleet(tmp_path, [{"type": "file", "path": "aws.jwt"}])
+    token = make_token()
+    FileTokenSink(path=tmp_path / "aws.jwt").write(token)
     status, out, _ = run_cli(
         capsys,
         "aws",
@@ -249,6 +255,16 @@ def test_aws_profile_snippet_names_the_file_and_role(
         f"web_identity_token_file = {tmp_path / 'aws.jwt'}",
         "role_session_name = usegrant-app",
     ]
+    (tmp_path / "aws-config").write_text(out, encoding="utf-8")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_recorder.server.url)
+    session = boto3.Session(profile_name="usegrant", region_name="us-east-1")
+    arn = session.client("sts").get_caller_identity()["Arn"]
+    assert arn == "arn:aws:sts::123456789012:assumed-role/usegrant-consumer/usegrant-app"
+    [call] = moto_recorder.query_bodies("AssumeRoleWithWebIdentity")
+    assert call["WebIdentityToken"] == token.access_token.get_secret_value()
 
 
 # --- GCP -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tests.integration.remote_servers import (  # noqa: F401
     moto_server,
     openbao,
 )
+from tests.leaks import scan_tree
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
 from usegrant_flows.fleet import RotationTarget, parse_fleet
@@ -98,6 +99,7 @@ async def test_one_mint_reaches_the_file_vault_secrets_manager_and_ssm(
     openbao: OpenBao,  # noqa: F811
     aws_env: MotoServer,  # noqa: F811
     tmp_path: Path,
+    prefect_home: str,
 ) -> None:
     state = await rotate_tokens(targets=fleet.targets, return_state=True)
 
@@ -116,6 +118,7 @@ async def test_one_mint_reaches_the_file_vault_secrets_manager_and_ssm(
     ssm = boto3.client("ssm", endpoint_url=aws_env.url, region_name="us-east-1")
     stored = ssm.get_parameter(Name=fleet.parameter, WithDecryption=True)["Parameter"]
     assert (stored["Type"], stored["Value"]) == ("SecureString", jwt)
+    assert scan_tree(Path(prefect_home), jwt) == {}  # nor in results, logs, artifacts
 
 
 async def test_a_second_run_reads_every_remote_sink_back_and_mints_nothing(
