@@ -206,25 +206,29 @@ class VaultKvTokenSink(TokenSink):
         client = hvac.Client(
             url=self.url, namespace=self.namespace, verify=verify, timeout=self.timeout
         )
-        if self.token is not None:
-            client.token = self.token.get_secret_value()
-        elif self.role_id is not None and self.secret_id is not None:
-            client.auth.approle.login(
-                role_id=self.role_id,
-                secret_id=self.secret_id.get_secret_value(),
-                mount_point=self.approle_mount,
-            )
-        elif jwt is not None:
-            assert self.jwt_role is not None  # the model validator ensures it
-            answer = client.auth.jwt.jwt_login(
-                role=self.jwt_role, jwt=jwt.get_secret_value(), path=self.auth_mount
-            )
-            self._login_token = SecretStr(answer["auth"]["client_token"])
-        elif self._login_token is not None:
-            client.token = self._login_token.get_secret_value()
-        else:
-            client.adapter.close()
-            return None
+        try:
+            if self.token is not None:
+                client.token = self.token.get_secret_value()
+            elif self.role_id is not None and self.secret_id is not None:
+                client.auth.approle.login(
+                    role_id=self.role_id,
+                    secret_id=self.secret_id.get_secret_value(),
+                    mount_point=self.approle_mount,
+                )
+            elif jwt is not None:
+                assert self.jwt_role is not None  # the model validator ensures it
+                answer = client.auth.jwt.jwt_login(
+                    role=self.jwt_role, jwt=jwt.get_secret_value(), path=self.auth_mount
+                )
+                self._login_token = SecretStr(answer["auth"]["client_token"])
+            elif self._login_token is not None:
+                client.token = self._login_token.get_secret_value()
+            else:
+                client.adapter.close()
+                return None
+        except BaseException:
+            client.adapter.close()  # a failed login: no session left open
+            raise
         return client
 
     def _read_secret(self, client: hvac.Client) -> tuple[int, dict[str, Any] | None]:
