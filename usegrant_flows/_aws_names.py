@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.api.errors import ConfigurationError
 
 __all__ = ["REGION", "ROLE_ARN", "check_role_arn"]
 

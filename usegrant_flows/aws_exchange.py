@@ -31,9 +31,9 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from usegrant_flows._aws_names import REGION, check_role_arn
+from usegrant_flows.api.errors import ConfigurationError, UseGrantError
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.credentials import UseGrantCredentials
-from usegrant_flows.errors import ConfigurationError, UseGrantError
-from usegrant_flows.models import AccessToken
 from usegrant_flows.sinks._remote import check_endpoint, scrub
 from usegrant_flows.tasks import acreate_access_token, create_access_token
 
@@ -84,7 +84,7 @@ def temporary_credentials_class() -> type[AwsCredentials]:
     from prefect_aws import AwsCredentials
     from pydantic import Field
 
-    class TemporaryAwsCredentials(AwsCredentials):
+    class TemporaryAwsCredentials(AwsCredentials):  # type: ignore[misc]
         """Temporary AWS credentials from STS; every secret part is a ``SecretStr``.
 
         Example:
@@ -97,7 +97,7 @@ def temporary_credentials_class() -> type[AwsCredentials]:
         _block_type_slug = "usegrant-temporary-aws-credentials"
         _description = "Temporary AWS credentials obtained from STS with a UseGrant token."
 
-        aws_session_token: SecretStr | None = Field(  # type: ignore[assignment]
+        aws_session_token: SecretStr | None = Field(
             default=None, description="The temporary session token, kept secret."
         )
 

@@ -114,4 +114,4 @@ def test_prefect_block_register_finds_every_block_in_the_wheel(
         env={**env, "PREFECT_API_URL": prefect_server.api_url},
         timeout=300,
     )
-    assert "Successfully registered 5 blocks" in out
+    assert "Successfully registered 8 blocks" in out

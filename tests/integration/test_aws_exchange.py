@@ -30,17 +30,17 @@ from tests.integration.remote_servers import (  # noqa: F401
     moto_server,
 )
 from tests.leaks import find_secret, scan_tree
+from usegrant_flows.api.client import AsyncUseGrantClient, UseGrantClient
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.verify import verify_token
 from usegrant_flows.aws_exchange import (
     AwsExchangeError,
     aexchange_aws_credentials,
     exchange_aws_credentials,
 )
-from usegrant_flows.client import AsyncUseGrantClient, UseGrantClient
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import AccessToken
-from usegrant_flows.verify import verify_token
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -32,9 +32,9 @@ from tests.integration.remote_servers import (  # noqa: F401
     moto_recorder,
     moto_server,
 )
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.cli import main
 from usegrant_flows.emulator.seed import GCP_CLIENT_ID
-from usegrant_flows.models import AccessToken
 from usegrant_flows.sinks import FileTokenSink
 
 MakeToken = Callable[..., AccessToken]

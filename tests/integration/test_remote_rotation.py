@@ -15,7 +15,6 @@ import boto3
 import pytest
 from pydantic import SecretStr
 
-from flows.rotate_tokens import rotate_tokens
 from tests.integration.remote_servers import (  # noqa: F401
     MotoServer,
     OpenBao,
@@ -24,16 +23,17 @@ from tests.integration.remote_servers import (  # noqa: F401
     openbao,
 )
 from tests.leaks import scan_tree
+from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.fleet import RotationTarget, parse_fleet
+from usegrant_flows.rotation.fleet import RotationTarget, parse_fleet
+from usegrant_flows.rotation.rotate_flow import rotate_tokens
 from usegrant_flows.sinks import (
     AwsSecretsManagerTokenSink,
     AwsSsmParameterTokenSink,
     FileTokenSink,
     VaultKvTokenSink,
 )
-from usegrant_flows.verify import verify_token
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -141,7 +141,7 @@ async def test_a_second_run_reads_every_remote_sink_back_and_mints_nothing(
     ],
 )
 def test_the_example_fleets_parse_and_name_our_block_slugs(example: str, sink_class: type) -> None:
-    from usegrant_flows.fleet import BlockSinkSpec, load_fleet_file
+    from usegrant_flows.rotation.fleet import BlockSinkSpec, load_fleet_file
 
     path = Path(__file__).resolve().parents[2] / "flows" / example
     blocks = [

@@ -21,8 +21,8 @@ from tests.integration.remote_servers import (  # noqa: F401
     moto_recorder,
     moto_server,
 )
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.models import AccessToken
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import AwsSecretsManagerTokenSink, AwsSsmParameterTokenSink, SinkError
 
 MakeToken = Callable[..., AccessToken]

@@ -18,11 +18,11 @@ from tests.integration.remote_servers import (  # noqa: F401
     openbao,
     openbao_tls,
 )
-from usegrant_flows.client import UseGrantClient
+from usegrant_flows.api.client import UseGrantClient
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.verify import verify_token
 from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.models import AccessToken
 from usegrant_flows.sinks import SinkError, VaultKvTokenSink
-from usegrant_flows.verify import verify_token
 
 
 def mint(emu: RunningEmulator, lifetime: int = 900) -> AccessToken:

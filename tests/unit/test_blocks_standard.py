@@ -30,6 +30,9 @@ PINNED_SLUGS = {
     "usegrant-credentials",
     "usegrant-file-token-sink",
     "usegrant-keyring-token-sink",
+    "usegrant-vault-kv-token-sink",
+    "usegrant-aws-secrets-manager-token-sink",
+    "usegrant-aws-ssm-parameter-token-sink",
     "usegrant-secret-block-token-sink",
     "usegrant-webhook-token-sink",
 }
@@ -144,7 +147,7 @@ def test_prefect_block_register_registers_every_block() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Successfully registered 5 blocks" in result.stdout
+    assert "Successfully registered 8 blocks" in result.stdout
     with get_client(sync_client=True) as client:
         slugs = {block_type.slug for block_type in client.read_block_types()}
     assert {block.get_block_type_slug() for block in BLOCKS} <= slugs

@@ -23,6 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("usegrant_flows.emulator", "usegrant_flows.quota"),
     (
         "usegrant_flows.loading",
+        "usegrant_flows._aws_names",
+        "usegrant_flows.aws_exchange",
         "usegrant_flows.credentials",
         "usegrant_flows.client_pool",
         "usegrant_flows.tasks",

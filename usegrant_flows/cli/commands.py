@@ -61,7 +61,7 @@ app.command(
     help="Show and manage the API key's request quota.",
 )
 app.command(
-    "usegrant_flows.consumer_config:app",
+    "usegrant_flows.cli.consumer:app",
     name="consumer-config",
     help="Print what the AWS, GCP or Azure SDK needs to read a target's token file.",
 )

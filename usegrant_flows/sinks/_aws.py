@@ -26,7 +26,7 @@ from typing import Any, cast
 from pydantic import Field, field_validator
 
 from usegrant_flows._aws_names import REGION
-from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.sinks._remote import check_endpoint, scrub
 from usegrant_flows.sinks.base import SinkError, TokenSink
 

@@ -21,11 +21,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from usegrant_flows.models import AccessToken
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks._aws import AwsTokenSink, aws_error, error_code, is_sdk_error
 from usegrant_flows.sinks.base import (
-    DOCUMENTATION_URL,
-    LOGO_URL,
     SinkError,
     TokenMetadata,
     token_from_parts,
@@ -65,8 +64,6 @@ class AwsSecretsManagerTokenSink(AwsTokenSink):
     _description = "Writes UseGrant access tokens to an AWS Secrets Manager secret."
 
     kind: ClassVar[str] = "aws-secrets-manager"
-    #: Key of the future sink registry (``type`` in fleet files).
-    fleet_type: ClassVar[str] = "aws-secrets-manager"
     readable: ClassVar[bool] = True
 
     secret_name: str = Field(

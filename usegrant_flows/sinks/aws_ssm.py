@@ -17,11 +17,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from usegrant_flows.models import AccessToken
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks._aws import AwsTokenSink, aws_error, error_code, is_sdk_error
 from usegrant_flows.sinks.base import (
-    DOCUMENTATION_URL,
-    LOGO_URL,
     SinkError,
     TokenMetadata,
     token_from_parts,
@@ -58,8 +57,6 @@ class AwsSsmParameterTokenSink(AwsTokenSink):
     _description = "Writes UseGrant access tokens to an AWS SSM SecureString parameter."
 
     kind: ClassVar[str] = "aws-ssm-parameter"
-    #: Key of the future sink registry (``type`` in fleet files).
-    fleet_type: ClassVar[str] = "aws-ssm-parameter"
     readable: ClassVar[bool] = True
 
     parameter_name: str = Field(

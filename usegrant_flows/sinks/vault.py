@@ -33,11 +33,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from usegrant_flows.models import AccessToken
+from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks._remote import check_endpoint, origin_of, scrub
 from usegrant_flows.sinks.base import (
-    DOCUMENTATION_URL,
-    LOGO_URL,
     SinkError,
     TokenMetadata,
     TokenSink,
@@ -92,8 +91,6 @@ class VaultKvTokenSink(TokenSink):
     )
 
     kind: ClassVar[str] = "vault-kv"
-    #: Key of the future sink registry (``type`` in fleet files).
-    fleet_type: ClassVar[str] = "vault-kv"
     readable: ClassVar[bool] = True
 
     url: str = Field(

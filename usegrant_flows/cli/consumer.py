@@ -14,12 +14,12 @@ prints the settings each SDK reads, for one target of a fleet file:
   ``AZURE_TENANT_ID`` as ``export`` lines (``WorkloadIdentityCredential`` and
   ``DefaultAzureCredential`` read them); needs a raw file.
 
-The builders are pure functions of a :class:`~usegrant_flows.fleet.RotationTarget`;
+The builders are pure functions of a :class:`~usegrant_flows.rotation.fleet.RotationTarget`;
 paths are made absolute. A target without a usable file sink (none, or dotenv only) is
 a :class:`~usegrant_flows.errors.ConfigurationError`: one line, exit status 2.
 
 Example:
-    >>> from usegrant_flows.fleet import parse_fleet
+    >>> from usegrant_flows.rotation.fleet import parse_fleet
     >>> [target] = parse_fleet([{
     ...     "name": "ci", "provider_id": "10000000-0000-4000-8000-000000000001",
     ...     "client_id": "20000000-0000-4000-8000-000000000001",
@@ -43,8 +43,9 @@ from typing import Any
 from cyclopts import App
 
 from usegrant_flows._aws_names import check_role_arn
-from usegrant_flows.errors import ConfigurationError
-from usegrant_flows.fleet import FileSinkSpec, RotationTarget, TokenFileFormat, load_fleet_file
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.rotation.fleet import InlineSinkSpec, RotationTarget, load_fleet_file
+from usegrant_flows.sinks.file import FileTokenSink
 
 __all__ = [
     "GCP_SUBJECT_TOKEN_TYPE",
@@ -87,7 +88,7 @@ def find_target(targets: list[RotationTarget], name: str) -> RotationTarget:
     raise ConfigurationError(f"no target named {name!r} in the fleet (targets: {known})")
 
 
-def token_file(target: RotationTarget, *, consumer: str, json_ok: bool) -> FileSinkSpec:
+def token_file(target: RotationTarget, *, consumer: str, json_ok: bool) -> FileTokenSink:
     """Return the target's first file sink the consumer can read.
 
     Args:
@@ -98,24 +99,28 @@ def token_file(target: RotationTarget, *, consumer: str, json_ok: bool) -> FileS
     Raises:
         ConfigurationError: When the target has no file sink, or none in a usable format.
     """
-    files = [s for s in target.sinks if isinstance(s, FileSinkSpec)]
-    wanted = {TokenFileFormat.RAW, TokenFileFormat.JSON} if json_ok else {TokenFileFormat.RAW}
-    for spec in files:
-        if spec.format in wanted:
-            return spec
+    files = [
+        sink
+        for spec in target.sinks
+        if isinstance(spec, InlineSinkSpec) and isinstance(sink := spec.build(), FileTokenSink)
+    ]
+    wanted = {"raw", "json"} if json_ok else {"raw"}
+    for sink in files:
+        if sink.format in wanted:
+            return sink
     need = "a raw or json" if json_ok else "a raw"
     if not files:
         raise ConfigurationError(
             f"target {target.name!r} has no file sink: {consumer} reads the token from "
             f"{need} file (add {{type: file, path: ...}})"
         )
-    have = ", ".join(sorted({s.format.value for s in files}))
+    have = ", ".join(sorted({s.format for s in files}))
     raise ConfigurationError(
         f"target {target.name!r} writes only {have} token files: {consumer} needs {need} file"
     )
 
 
-def _absolute(spec: FileSinkSpec) -> str:
+def _absolute(spec: FileTokenSink) -> str:
     return os.path.abspath(spec.path)
 
 
@@ -193,7 +198,7 @@ def gcp_credential_config(
             "workloadIdentityPools/<pool>/providers/<provider>"
         )
     spec = token_file(target, consumer="GCP", json_ok=True)
-    if spec.format == TokenFileFormat.JSON:
+    if spec.format == "json":
         file_format: dict[str, str] = {
             "type": "json",
             "subject_token_field_name": spec.json_token_field,
