@@ -57,6 +57,7 @@ from pydantic import (
 from usegrant_flows.api.checks import short_errors
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import MAX_EXPIRES_IN
+from usegrant_flows.api.verify import VerifyMode
 from usegrant_flows.rotation.policy import RefreshPolicy
 from usegrant_flows.sinks.registry import BlockSinkSpec, InlineSinkSpec, SinkSpec
 
@@ -87,6 +88,9 @@ class RotationTarget(BaseModel):
             ``UseGrantSettings`` (``USEGRANT_API_KEY``, ``.env``, keyring).
         sinks: Where the token goes (at least one).
         policy: When a held token is due for refresh.
+        verify: How a minted token is checked before any sink gets it: ``"full"``
+            (default: claims and signature against the issuer's keys) or ``"claims"``
+            (claims only, for workers that cannot reach the issuer).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -111,6 +115,14 @@ class RotationTarget(BaseModel):
     )
     sinks: list[SinkSpec] = Field(min_length=1, title="Sinks")
     policy: RefreshPolicy = Field(default_factory=RefreshPolicy, title="Refresh policy")
+    verify: VerifyMode = Field(
+        default="full",
+        title="Verify minted tokens",
+        description=(
+            "full: claims and signature against the issuer's keys; claims: claims only "
+            "(for workers that cannot reach the issuer)."
+        ),
+    )
 
     @field_validator("sinks", mode="before")
     @classmethod

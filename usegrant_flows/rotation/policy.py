@@ -55,6 +55,7 @@ from usegrant_flows.api.errors import (
     NotFoundError,
     RateLimitError,
     ServerError,
+    TokenVerificationError,
     UseGrantAPIError,
     UseGrantConnectionError,
 )
@@ -344,6 +345,8 @@ def explain_error(
         return _one_line(f"could not reach UseGrant: {exc}")
     if isinstance(exc, InvalidResponseError):
         return _one_line(f"UseGrant's answer is not a usable token: {exc}")
+    if isinstance(exc, TokenVerificationError):
+        return _one_line(f"the minted token was written nowhere: {exc}")
     if isinstance(exc, ConfigurationError):
         return _one_line(str(exc))
     text = str(exc)
