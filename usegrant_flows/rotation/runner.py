@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from prefect.blocks.core import Block
 from prefect.events import emit_event
 from prefect.settings import PREFECT_HOME
 
@@ -114,7 +115,11 @@ class FleetRunner:
                 continue
             sink = self._blocks.get(spec.block)
             if sink is None:
-                loaded = await aload_block(TokenSink, spec.block, what="sink block")
+                # Loaded through Block: only Block itself resolves a "<slug>/<name>"
+                # reference (a subclass such as TokenSink looks under its own slug).
+                loaded = await aload_block(Block, spec.block, what="sink block")
+                if not isinstance(loaded, TokenSink):
+                    raise ConfigurationError(f"block '{spec.block}' is not a token sink")
                 sink = self._blocks.setdefault(spec.block, loaded)
             sinks.append(sink)
         return sinks
