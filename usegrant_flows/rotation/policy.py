@@ -100,8 +100,10 @@ class RefreshPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # strict: a boolean (YAML `yes`) is never a number here.
     refresh_fraction: float = Field(
         default=2 / 3,
+        strict=True,
         gt=0,
         lt=1,
         title="Refresh at (fraction of lifetime)",
@@ -109,6 +111,7 @@ class RefreshPolicy(BaseModel):
     )
     renew_before: int = Field(
         default=300,
+        strict=True,
         ge=0,
         le=MAX_EXPIRES_IN,
         title="Renew before expiry (seconds)",
@@ -116,6 +119,7 @@ class RefreshPolicy(BaseModel):
     )
     jitter: float = Field(
         default=0.05,
+        strict=True,
         ge=0,
         le=0.2,
         title="Jitter (fraction of lifetime)",
