@@ -23,6 +23,7 @@ from tests.issuer import Issuer
 from usegrant_flows.api.errors import AuthenticationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.verify import JwksCache
+from usegrant_flows.emulator.keys import SigningKey
 from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
@@ -390,8 +391,6 @@ async def test_a_token_with_a_refused_algorithm_is_written_nowhere(
 
 
 async def test_a_rogue_signature_is_refused_in_full_mode(tmp_path: Path, events) -> None:
-    from usegrant_flows.emulator.keys import SigningKey
-
     rogue = SigningKey.generate()
     client = FakeClient(lambda: ISSUER.mint(key=rogue, header={"kid": ISSUER.key.kid}))
     sinks = [FakeSink("a", None)]
@@ -403,8 +402,6 @@ async def test_a_rogue_signature_is_refused_in_full_mode(tmp_path: Path, events)
 async def test_claims_mode_accepts_a_rogue_signature_and_fetches_no_keys(
     tmp_path: Path, events
 ) -> None:
-    from usegrant_flows.emulator.keys import SigningKey
-
     issuer = Issuer()
     rogue = SigningKey.generate()
     client = FakeClient(lambda: issuer.mint(key=rogue, header={"kid": issuer.key.kid}))
@@ -518,3 +515,34 @@ async def test_a_real_file_sink_gets_a_verified_token(make_token, tmp_path: Path
     result = await runner.rotate(_file_target(tmp_path / "out" / "t.jwt"))
     assert (result.action, client.calls) == (RotationAction.MINTED, 1)
     assert stat.S_IMODE((tmp_path / "out" / "t.jwt").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        expired_token,
+        _forged({"alg": "none"}),
+        lambda: ISSUER.mint(key=SigningKey.generate(), header={"kid": ISSUER.key.kid}),
+        lambda: ISSUER.mint(aud=None),
+        lambda: ISSUER.mint(iat=int(time.time()) + 3600),
+    ],
+    ids=["expired", "alg-none", "rogue-signature", "no-aud", "future-iat"],
+)
+async def test_a_refused_token_leaks_nowhere(
+    make: Callable[[], AccessToken], tmp_path: Path, events, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.leaks import find_secret
+
+    minted: list[AccessToken] = []
+
+    def remember() -> AccessToken:
+        minted.append(make())
+        return minted[-1]
+
+    sinks = [FakeSink("a", None)]
+    result = await rotate(Runner({"aws": sinks}, FakeClient(remember), lock_dir=tmp_path))
+    assert result.error_class == "TokenVerificationError" and sinks[0].writes == 0
+    [token] = minted
+    haystack = result.model_dump_json() + repr(events) + caplog.text + result.to_markdown()
+    assert find_secret(haystack, token.access_token.get_secret_value()) == []
+    assert token.fingerprint in (result.reason or "")  # named by fingerprint only
