@@ -11,12 +11,13 @@ secret field and shows it obfuscated in the UI; it never appears in a repr or a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.checks import URL_RULE, url_problem
 from usegrant_flows.api.client import (
     AsyncUseGrantClient,
     RequestLimiter,
@@ -62,6 +63,9 @@ class UseGrantCredentials(CredentialsBlock):
         max_requests_per_hour: Request budget of the key per hour (>= 1), default 1000.
         quota_window_seconds: The budget's window in seconds (> 0), default 3600; only
             change it for emulators and tests.
+        jwks_url: Where the signing keys of the tokens minted with this key are (https,
+            or http to a loopback host). Empty: OpenID Connect discovery at the token's
+            issuer (or at ``base_url`` when that is a loopback emulator).
 
     Example:
         Load saved credentials by name (needs a Prefect API holding the block, which
@@ -119,6 +123,26 @@ class UseGrantCredentials(CredentialsBlock):
             "emulators and tests; UseGrant's quota window is 3600 s."
         ),
     )
+
+    jwks_url: str | None = Field(
+        default=None,
+        title="JWKS URL",
+        description=(
+            "Advanced: URL of the issuer's JWK set used to verify minted tokens (https, or "
+            "http to a loopback host). Empty: found by OpenID Connect discovery."
+        ),
+    )
+
+    @field_validator("jwks_url", mode="before")
+    @classmethod
+    def _secure_jwks_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None  # an emptied UI field means "not set"
+        if value is not None:
+            problem = url_problem(value)
+            if problem:
+                raise ValueError(f"jwks_url must be {URL_RULE}; {problem}")
+        return value
 
     def budget(self) -> Budget:
         """Return the request budget this block declares for its key."""

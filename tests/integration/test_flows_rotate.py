@@ -287,3 +287,72 @@ async def test_flow_run_is_named_rotate_tokens(
         )
         flow = await client.read_flow(flow_run.flow_id)
     assert flow.name == "rotate-tokens" and isinstance(flow_run.id, UUID)
+
+
+# --- verification before push, against the real emulator -----------------------------
+
+
+def fetches(emu: RunningEmulator, route: str) -> int:
+    return int(emu.stats()["by_route"].get(route, 0))
+
+
+async def test_full_verification_discovers_the_emulators_keys_once_per_run(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    state = await run(targets=fleet(emu, tmp_path, credentials), force=True)
+    assert state.is_completed(), state.message
+    results = await state.result()
+    assert {r.action.value for r in results} == {"minted"}
+    # Three targets of one issuer: one discovery, one JWKS fetch (the run's cache).
+    assert fetches(emu, "GET /.well-known/openid-configuration") == 1
+    assert fetches(emu, "GET /.well-known/jwks") == 1
+
+
+async def test_a_jwks_url_without_the_signing_key_keeps_the_old_tokens(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    from usegrant_flows.emulator import run_emulator
+
+    targets = fleet(emu, tmp_path, credentials)
+    assert (await run(targets=targets)).is_completed()
+    before = {t["name"]: Path(t["sinks"][0]["path"]).read_bytes() for t in targets}
+    emu.reset_stats()
+    with run_emulator() as stranger:  # another issuer: its JWKS lacks our tokens' kid
+        block = UseGrantCredentials(
+            api_key=emu.api_key,  # type: ignore[arg-type]
+            base_url=emu.base_url,
+            jwks_url=stranger.jwks_url,
+        )
+        await block.asave("rotation-foreign-jwks", overwrite=True)
+        pinned = [{**t, "credentials": "rotation-foreign-jwks"} for t in targets]
+        state = await run(targets=pinned, force=True)
+        assert fetches(emu, "GET /.well-known/jwks") == 0
+        refetched = int(stranger.stats()["by_route"]["GET /.well-known/jwks"])
+    results = await state.result()
+    assert {r.action.value for r in results} == {"failed_but_valid"}
+    assert all("is not in the JWKS" in (r.reason or "") for r in results)
+    assert refetched == 2  # the first fetch, then one refetch for the unknown kid
+    after = {t["name"]: Path(t["sinks"][0]["path"]).read_bytes() for t in targets}
+    assert after == before  # nothing was written
+
+
+async def test_claims_mode_needs_no_key_fetch(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    targets = [{**t, "verify": "claims"} for t in fleet(emu, tmp_path, credentials)]
+    state = await run(targets=targets)
+    assert state.is_completed(), state.message
+    assert fetches(emu, "GET /.well-known/jwks") == 0
+
+
+async def test_a_fifo_at_a_token_path_fails_the_target_without_a_request(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    import os
+
+    [first, *_] = fleet(emu, tmp_path, credentials)
+    os.mkfifo(first["sinks"][0]["path"])
+    state = await asyncio.wait_for(run(targets=[first]), 120)  # a hang fails, never waits
+    assert state.is_failed()
+    assert "named pipe (FIFO)" in (state.message or "")
+    assert token_calls(emu) == 0

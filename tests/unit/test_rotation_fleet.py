@@ -179,3 +179,141 @@ def test_the_example_fleet_file_of_the_deployment_is_valid() -> None:
     first = targets[0].sinks[0]
     assert isinstance(first, InlineSinkSpec) and first.type == "file"
     assert ".." not in str(first.build().describe())
+
+
+# strict fleet files: one line naming the file, the target, the field and the line
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "fleet.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+FLEET = """\
+targets:
+  - name: aws
+    provider_id: 10000000-0000-4000-8000-000000000001
+    client_id: 20000000-0000-4000-8000-000000000001
+    expires_in: {expires_in}
+    sinks:
+      - {{type: file, path: aws.jwt}}
+"""
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(ConfigurationError) as info:
+        load_fleet_file(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return message
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "on", "3600.0"])
+def test_a_number_that_yaml_reads_as_a_bool_or_float_is_refused(tmp_path: Path, value: str) -> None:
+    message = refusal(write(tmp_path, FLEET.format(expires_in=value)))
+    assert "target aws (line 2): expires_in (line 5):" in message
+
+
+def test_a_boolean_number_says_what_yaml_did(tmp_path: Path) -> None:
+    message = refusal(write(tmp_path, FLEET.format(expires_in="yes")))
+    assert "not a boolean" in message
+
+
+def test_a_policy_number_given_as_a_boolean_is_refused(tmp_path: Path) -> None:
+    text = FLEET.format(expires_in=3600) + "    policy: {renew_before: true}\n"
+    message = refusal(write(tmp_path, text))
+    assert "target aws (line 2): policy.renew_before (line 8):" in message
+
+
+def test_a_flag_given_as_a_string_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="use_jwt_type: must be true or false"):
+        parse_fleet([target(use_jwt_type="yes")])
+
+
+def test_a_duplicate_key_is_refused_with_both_lines(tmp_path: Path) -> None:
+    text = FLEET.format(expires_in=3600) + "    expires_in: 600\n"
+    message = refusal(write(tmp_path, text))
+    assert "(line 8): key 'expires_in' is given twice (first on line 5)" in message
+
+
+def test_a_yaml_merge_key_is_not_a_duplicate(tmp_path: Path) -> None:
+    text = (
+        "targets:\n"
+        "  - &aws\n"
+        "    name: aws\n"
+        "    provider_id: 10000000-0000-4000-8000-000000000001\n"
+        "    client_id: 20000000-0000-4000-8000-000000000001\n"
+        "    sinks: [{type: file, path: aws.jwt}]\n"
+        "  - <<: *aws\n"
+        "    name: gcp\n"
+    )
+    assert [t.name for t in load_fleet_file(write(tmp_path, text))] == ["aws", "gcp"]
+
+
+def test_a_duplicate_key_in_a_json_fleet_is_refused(tmp_path: Path) -> None:
+    text = '{"targets": [], "targets": []}'
+    message = refusal(write(tmp_path, text, "fleet.json"))
+    assert "key 'targets' is given twice" in message
+
+
+def test_invalid_utf8_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    raw = FLEET.format(expires_in=3600).encode().replace(b"aws\n", b"aws\xff\n", 1)
+    message = refusal(write(tmp_path, raw))
+    assert "not UTF-8 text (byte 0xff" in message and "(line 2)" in message
+
+
+@pytest.mark.parametrize(("name", "text"), [("fleet.yaml", "[" * 5000), ("fleet.json", "[" * 5000)])
+def test_deep_nesting_is_a_clear_error(tmp_path: Path, name: str, text: str) -> None:
+    message = refusal(write(tmp_path, text + "]" * 5000, name))
+    assert "nested too deeply" in message
+
+
+def test_a_fleet_file_larger_than_4_mib_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed a file over the cap")
+
+    monkeypatch.setattr(yaml.SafeLoader, "get_single_node", never)
+    path = write(tmp_path, "# " + "x" * (4 * 1024 * 1024) + "\n")
+    assert "larger than 4 MiB" in refusal(path)
+
+
+def test_an_alias_bomb_is_refused(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    message = refusal(write(tmp_path, "\n".join(lines) + "\n"))
+    assert "expands to more than" in message
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_as_fleet_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "fleet.yaml")
+    assert "not a regular file" in refusal(tmp_path / "fleet.yaml")
+
+
+def test_broken_yaml_is_one_line_with_its_line(tmp_path: Path) -> None:
+    message = refusal(write(tmp_path, "targets:\n  - name: [unclosed\n"))
+    assert "not valid YAML" in message and "(line " in message
+
+
+def test_a_target_that_is_not_a_mapping_names_its_line(tmp_path: Path) -> None:
+    message = refusal(write(tmp_path, "targets:\n  - just a string\n"))
+    assert "target #1 (line 2) is not a mapping" in message
+
+
+def test_verify_is_a_fleet_field_with_two_values() -> None:
+    [t] = parse_fleet([target(verify="claims")])
+    assert t.verify == "claims"
+    with pytest.raises(ConfigurationError, match="verify"):
+        parse_fleet([target(verify="none")])

@@ -2,20 +2,28 @@
 
 The sinks and the client here are small fakes with the sink/client interface, so each
 rule is checked on its own; the real sinks and the emulator are used by
-tests/integration/test_flows_rotate.py.
+tests/integration/test_flows_rotate.py. Minted tokens come from a fake issuer
+(tests/issuer.py: ES256, its JWKS served by a mock transport), because every minted
+token is verified before a sink sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.issuer import Issuer
 from usegrant_flows.api.errors import AuthenticationError
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.verify import JwksCache
+from usegrant_flows.emulator.keys import SigningKey
 from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
@@ -33,14 +41,24 @@ class FakeSink:
         *,
         readable: bool = True,
         fail: bool = False,
+        refuse: Exception | None = None,
     ) -> None:
         self.name = name
         self.token = token
         self.readable = readable
         self.fail = fail
+        self.refuse = refuse
         self.writes = 0
+        self.reads = 0
+        self.preflights = 0
+
+    async def apreflight(self) -> None:
+        self.preflights += 1
+        if self.refuse is not None:
+            raise self.refuse
 
     async def aread(self) -> AccessToken | None:
+        self.reads += 1
         return self.token if self.readable else None
 
     async def awrite(self, token: AccessToken, metadata: dict[str, Any] | None = None) -> None:
@@ -80,18 +98,41 @@ class FakeClient:
         pass
 
 
-class Runner(FleetRunner):
-    """A FleetRunner whose targets' sinks and client are fakes."""
+ISSUER = Issuer()
 
-    def __init__(self, sinks: dict[str, list[FakeSink]], client: FakeClient, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.fake_sinks = sinks
+
+@pytest.fixture
+def make_token() -> Callable[..., AccessToken]:
+    """Tokens of the fake issuer (ES256, sub and aud): what UseGrant mints."""
+
+    def make(lifetime: int = 3600, **claims: Any) -> AccessToken:
+        return ISSUER.mint(lifetime=lifetime, **claims)
+
+    return make
+
+
+class ClientRunner(FleetRunner):
+    """A FleetRunner whose client is a fake and whose issuer keys come from ``issuer``."""
+
+    def __init__(self, client: FakeClient, issuer: Issuer = ISSUER, **kwargs: Any) -> None:
+        super().__init__(jwks=JwksCache(transport=issuer.transport), **kwargs)
         self.fake_client = client
 
         async def get(credentials: str | None) -> FakeClient:
             return client
 
         self.clients.get = get  # type: ignore[method-assign,assignment]
+
+    async def key_source(self, target: RotationTarget, client: Any) -> tuple[None, None]:
+        return None, None  # discovery at the token's iss (the mock transport answers)
+
+
+class Runner(ClientRunner):
+    """A FleetRunner whose targets' sinks and client are fakes."""
+
+    def __init__(self, sinks: dict[str, list[FakeSink]], client: FakeClient, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.fake_sinks = sinks
 
     async def sinks_for(self, target: RotationTarget) -> list[Any]:
         return self.fake_sinks[target.name]
@@ -105,7 +146,9 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def target(
-    name: str = "aws", client: str = "20000000-0000-4000-8000-000000000001"
+    name: str = "aws",
+    client: str = "20000000-0000-4000-8000-000000000001",
+    **fields: Any,
 ) -> RotationTarget:
     return RotationTarget(
         name=name,
@@ -113,6 +156,7 @@ def target(
         client_id=client,
         credentials="prod",
         sinks=[{"type": "file", "path": "/unused"}],
+        **fields,
     )
 
 
@@ -286,3 +330,219 @@ async def test_progress_callback_sees_every_result(make_token, tmp_path: Path, e
     )
     await rotate(runner)
     assert seen == ["aws"]
+
+
+# --- nothing reaches a sink unless the minted token passes verification ---------------
+
+
+def expired_token() -> AccessToken:
+    """exp and expiresAt an hour ago, otherwise sound and signed by the issuer."""
+    past = int(time.time()) - 3600
+    return ISSUER.mint(iat=past - 3600, nbf=past - 3600, exp=past)
+
+
+async def test_an_expired_minted_token_is_written_nowhere_and_the_old_one_stays(
+    make_token, tmp_path: Path, events
+) -> None:
+    old = make_token(lifetime=200)  # valid, but inside the 300 s margin: due
+    sinks = [FakeSink("a", old)]
+    client = FakeClient(expired_token)
+    result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path))
+    assert client.calls == 1
+    assert (result.action, result.error_class) == (
+        RotationAction.FAILED_BUT_VALID,
+        "TokenVerificationError",
+    )
+    assert sinks[0].token is old and sinks[0].writes == 0
+    assert result.fingerprint == old.fingerprint  # the row names what the sink still holds
+    assert result.reason is not None and "expires at" in result.reason
+    [event] = events
+    assert event["event"] == "usegrant.token.failed"
+    assert "expires at" in event["payload"]["reason"]
+
+
+async def test_a_refused_token_with_an_empty_sink_is_failed(tmp_path: Path, events) -> None:
+    sinks = [FakeSink("a", None)]
+    result = await rotate(Runner({"aws": sinks}, FakeClient(expired_token), lock_dir=tmp_path))
+    assert result.action is RotationAction.FAILED and sinks[0].writes == 0
+
+
+def _forged(header: dict[str, Any], signature: str = "c2lnbmF0dXJl") -> Callable[[], AccessToken]:
+    def make() -> AccessToken:
+        raw = ISSUER.unsigned(header, signature=signature)
+        return ISSUER.mint(raw=raw, expires_at=ISSUER.claims()["exp"])
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ({"alg": "none"}, "algorithm 'none' is refused"),
+        ({"alg": "HS256", "kid": ISSUER.key.kid}, "algorithm 'HS256' is refused"),
+    ],
+)
+async def test_a_token_with_a_refused_algorithm_is_written_nowhere(
+    header: dict[str, Any], reason: str, tmp_path: Path, events
+) -> None:
+    sinks = [FakeSink("a", None)]
+    result = await rotate(Runner({"aws": sinks}, FakeClient(_forged(header)), lock_dir=tmp_path))
+    assert sinks[0].writes == 0 and result.reason is not None and reason in result.reason
+
+
+async def test_a_rogue_signature_is_refused_in_full_mode(tmp_path: Path, events) -> None:
+    rogue = SigningKey.generate()
+    client = FakeClient(lambda: ISSUER.mint(key=rogue, header={"kid": ISSUER.key.kid}))
+    sinks = [FakeSink("a", None)]
+    result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path))
+    assert result.action is RotationAction.FAILED and sinks[0].writes == 0
+    assert result.reason is not None and "signature does not verify" in result.reason
+
+
+async def test_claims_mode_accepts_a_rogue_signature_and_fetches_no_keys(
+    tmp_path: Path, events
+) -> None:
+    issuer = Issuer()
+    rogue = SigningKey.generate()
+    client = FakeClient(lambda: issuer.mint(key=rogue, header={"kid": issuer.key.kid}))
+    sinks = [FakeSink("a", None)]
+    runner = Runner({"aws": sinks}, client, issuer=issuer, lock_dir=tmp_path)
+    result = await rotate(runner, target(verify="claims"))
+    assert result.action is RotationAction.MINTED and sinks[0].writes == 1
+    assert issuer.requests == {}
+
+
+async def test_claims_mode_still_refuses_an_expired_token(tmp_path: Path, events) -> None:
+    sinks = [FakeSink("a", None)]
+    runner = Runner({"aws": sinks}, FakeClient(expired_token), lock_dir=tmp_path)
+    result = await rotate(runner, target(verify="claims"))
+    assert result.action is RotationAction.FAILED and sinks[0].writes == 0
+
+
+async def test_a_fleet_fetches_its_issuers_keys_once(make_token, tmp_path: Path, events) -> None:
+    issuer = Issuer()
+    names = [f"t{i}" for i in range(6)]
+    runner = Runner(
+        {n: [FakeSink(n)] for n in names},
+        FakeClient(lambda: issuer.mint()),
+        issuer=issuer,
+        lock_dir=tmp_path,
+    )
+    results = await asyncio.gather(*(rotate(runner, target(n)) for n in names))
+    assert {r.action for r in results} == {RotationAction.MINTED}
+    assert issuer.requests == {"/.well-known/openid-configuration": 1, "/.well-known/jwks": 1}
+
+
+# --- sinks are preflighted before any read or request ---------------------------------
+
+
+async def test_a_sink_refusing_its_preflight_fails_the_target_without_a_request(
+    make_token, tmp_path: Path, events
+) -> None:
+    from usegrant_flows.api.errors import ConfigurationError
+
+    good = FakeSink("a", make_token(lifetime=60))
+    bad = FakeSink("b", None, refuse=ConfigurationError("token file /x is a named pipe"))
+    client = FakeClient(make_token)
+    result = await rotate(Runner({"aws": [good, bad]}, client, lock_dir=tmp_path))
+    assert client.calls == 0
+    assert (good.reads, bad.reads, good.writes) == (0, 0, 0)  # preflight comes before reads
+    assert result.action is RotationAction.FAILED
+    assert result.reason == "fake b: token file /x is a named pipe"
+    assert result.error_class == "ConfigurationError"
+    assert events[0]["event"] == "usegrant.token.failed"
+
+
+def _file_target(path: Path | str) -> RotationTarget:
+    return RotationTarget(
+        name="file",
+        provider_id=P,
+        client_id="20000000-0000-4000-8000-000000000001",
+        sinks=[{"type": "file", "path": str(path)}],
+    )
+
+
+def _fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "t.jwt")
+    return folder / "t.jwt"
+
+
+def _symlink(folder: Path) -> Path:
+    (folder / "real.jwt").write_text("x")
+    (folder / "t.jwt").symlink_to(folder / "real.jwt")
+    return folder / "t.jwt"
+
+
+def _directory(folder: Path) -> Path:
+    (folder / "t.jwt").mkdir()
+    return folder / "t.jwt"
+
+
+def _world_writable(folder: Path) -> Path:
+    (folder / "shared").mkdir()
+    (folder / "shared").chmod(0o777)
+    return folder / "shared" / "t.jwt"
+
+
+@pytest.mark.timeout(30)  # a FIFO must never hang the run: fail rather than wait
+@pytest.mark.parametrize(
+    ("make_path", "why"),
+    [
+        (_fifo, "named pipe (FIFO)"),
+        (_symlink, "symbolic link"),
+        (_directory, "is a directory"),
+        (_world_writable, "world-writable"),
+        (lambda folder: Path("/dev/null"), "character device"),
+    ],
+    ids=["fifo", "symlink", "directory", "world-writable-folder", "dev-null"],
+)
+async def test_a_real_file_sink_that_cannot_take_a_token_costs_no_request(
+    make_path: Callable[[Path], Path], why: str, make_token, tmp_path: Path, events
+) -> None:
+    path = make_path(tmp_path)
+    client = FakeClient(make_token)
+    runner = ClientRunner(client, lock_dir=tmp_path / "locks")
+    result = await runner.rotate(_file_target(path))
+    assert client.calls == 0
+    assert result.action is RotationAction.FAILED
+    assert result.reason is not None and why in result.reason
+    assert result.reason.startswith(f"file {path} (raw): ")
+
+
+async def test_a_real_file_sink_gets_a_verified_token(make_token, tmp_path: Path, events) -> None:
+    client = FakeClient(make_token)
+    runner = ClientRunner(client, lock_dir=tmp_path / "locks")
+    result = await runner.rotate(_file_target(tmp_path / "out" / "t.jwt"))
+    assert (result.action, client.calls) == (RotationAction.MINTED, 1)
+    assert stat.S_IMODE((tmp_path / "out" / "t.jwt").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        expired_token,
+        _forged({"alg": "none"}),
+        lambda: ISSUER.mint(key=SigningKey.generate(), header={"kid": ISSUER.key.kid}),
+        lambda: ISSUER.mint(aud=None),
+        lambda: ISSUER.mint(iat=int(time.time()) + 3600),
+    ],
+    ids=["expired", "alg-none", "rogue-signature", "no-aud", "future-iat"],
+)
+async def test_a_refused_token_leaks_nowhere(
+    make: Callable[[], AccessToken], tmp_path: Path, events, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.leaks import find_secret
+
+    minted: list[AccessToken] = []
+
+    def remember() -> AccessToken:
+        minted.append(make())
+        return minted[-1]
+
+    sinks = [FakeSink("a", None)]
+    result = await rotate(Runner({"aws": sinks}, FakeClient(remember), lock_dir=tmp_path))
+    assert result.error_class == "TokenVerificationError" and sinks[0].writes == 0
+    [token] = minted
+    haystack = result.model_dump_json() + repr(events) + caplog.text + result.to_markdown()
+    assert find_secret(haystack, token.access_token.get_secret_value()) == []
+    assert token.fingerprint in (result.reason or "")  # named by fingerprint only

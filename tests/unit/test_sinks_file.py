@@ -310,3 +310,137 @@ def test_path_expands_the_home_directory() -> None:
 def test_is_readable() -> None:
     assert FileTokenSink.readable is True
     assert FileTokenSink.kind == "file"
+
+
+# preflight: refusals before any token is minted, nothing created
+
+
+def test_preflight_accepts_a_missing_file_in_a_private_folder(tmp_path: Path) -> None:
+    sink = FileTokenSink(path=tmp_path / "new" / "deeper" / "t.jwt")
+    sink.preflight()
+    assert not (tmp_path / "new").exists()  # nothing is created by a preflight
+
+
+def test_preflight_refuses_a_fifo_at_the_path(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "t.jwt")
+    with pytest.raises(ConfigurationError, match=r"named pipe \(FIFO\), not a regular file"):
+        FileTokenSink(path=tmp_path / "t.jwt").preflight()
+
+
+def test_preflight_refuses_a_symlink_even_to_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "real.jwt").write_text("x")
+    (tmp_path / "t.jwt").symlink_to(tmp_path / "real.jwt")
+    with pytest.raises(ConfigurationError, match="symbolic link"):
+        FileTokenSink(path=tmp_path / "t.jwt").preflight()
+
+
+def test_preflight_refuses_a_directory_at_the_path(tmp_path: Path) -> None:
+    (tmp_path / "t.jwt").mkdir()
+    with pytest.raises(ConfigurationError, match="is a directory, not a regular file"):
+        FileTokenSink(path=tmp_path / "t.jwt").preflight()
+
+
+def test_preflight_refuses_a_device(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="character device"):
+        FileTokenSink(path="/dev/null").preflight()
+
+
+def test_preflight_refuses_a_socket(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "t.jwt"))
+        with pytest.raises(ConfigurationError, match="socket"):
+            FileTokenSink(path=tmp_path / "t.jwt").preflight()
+
+
+def test_preflight_refuses_a_world_writable_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(ConfigurationError, match="world-writable"):
+        FileTokenSink(path=shared / "t.jwt").preflight()
+
+
+def test_preflight_refuses_a_folder_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(ConfigurationError, match="is a regular file, not a directory"):
+        FileTokenSink(path=tmp_path / "plain" / "t.jwt").preflight()
+
+
+def test_preflight_refuses_a_missing_folder_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(ConfigurationError, match="cannot create directory"):
+        FileTokenSink(path=tmp_path / "plain" / "sub" / "t.jwt").preflight()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_preflight_refuses_a_folder_we_cannot_write(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ConfigurationError, match="not writable by this process"):
+        FileTokenSink(path=locked / "t.jwt").preflight()
+
+
+async def test_apreflight_is_the_async_twin(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "t.jwt")
+    with pytest.raises(ConfigurationError, match="FIFO"):
+        await FileTokenSink(path=tmp_path / "t.jwt").apreflight()
+
+
+# reads that must neither hang nor eat memory
+
+
+@pytest.mark.timeout(10)  # a guard against a hang, not a timing assertion
+def test_read_of_a_fifo_returns_at_once_with_a_sink_error(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "t.jwt")  # no writer: a blocking open would wait forever
+    with pytest.raises(SinkError, match=r"named pipe \(FIFO\), not a regular file"):
+        FileTokenSink(path=tmp_path / "t.jwt").read()
+
+
+@pytest.mark.timeout(10)
+def test_read_of_dev_zero_is_refused_without_reading_it() -> None:
+    with pytest.raises(SinkError, match="character device, not a regular file"):
+        FileTokenSink(path="/dev/zero").read()
+
+
+def test_read_of_a_large_file_is_refused_without_reading_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = tmp_path / "t.jwt"
+    big.write_bytes(b"e" * 1_500_000)
+    read_bytes: list[int] = []
+    real_read = os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        chunk = real_read(fd, n)
+        read_bytes.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(os, "read", counting_read)
+    with pytest.raises(SinkError, match="larger than 64 KiB"):
+        FileTokenSink(path=big).read()
+    assert sum(read_bytes) <= 64 * 1024 + 1
+
+
+def test_read_stops_at_the_cap_even_when_the_size_lies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file that grows after fstat (or a filesystem reporting size 0): the loop is bounded.
+    big = tmp_path / "t.jwt"
+    big.write_bytes(b"e" * 200_000)
+    real_fstat = os.fstat
+
+    def small_fstat(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        return os.stat_result((info.st_mode, *info[1:6], 10, *info[7:]))
+
+    monkeypatch.setattr(os, "fstat", small_fstat)
+    with pytest.raises(SinkError, match="larger than 64 KiB"):
+        FileTokenSink(path=big).read()
+
+
+def test_read_of_a_file_that_is_not_utf8_is_a_sink_error(tmp_path: Path) -> None:
+    (tmp_path / "t.jwt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SinkError, match="not UTF-8"):
+        FileTokenSink(path=tmp_path / "t.jwt").read()

@@ -94,3 +94,30 @@ def test_describe_and_readability() -> None:
     assert KeyringTokenSink(service="s", username="u").describe() == "keyring s/u"
     assert KeyringTokenSink.readable is True
     assert KeyringTokenSink.kind == "keyring"
+
+
+@pytest.mark.usefixtures("no_keyring")
+def test_preflight_without_a_backend_is_a_clear_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="no usable OS keyring backend"):
+        KeyringTokenSink().preflight()
+
+
+def test_preflight_with_a_backend_reads_and_writes_nothing(memory_keyring: MemoryKeyring) -> None:
+    KeyringTokenSink().preflight()
+    assert memory_keyring.passwords == {}
+
+
+def test_preflight_refuses_the_api_key_entry_even_when_built_without_validation() -> None:
+    sink = KeyringTokenSink.model_construct(service=KEYRING_SERVICE, username=KEYRING_USERNAME)
+    with pytest.raises(ConfigurationError, match="holds the UseGrant API key"):
+        sink.preflight()
+
+
+async def test_apreflight_is_the_async_twin() -> None:
+    with pytest.raises(ConfigurationError, match="no usable OS keyring backend"):
+        previous = keyring.get_keyring()
+        keyring.set_keyring(keyring.backends.fail.Keyring())
+        try:
+            await KeyringTokenSink().apreflight()
+        finally:
+            keyring.set_keyring(previous)

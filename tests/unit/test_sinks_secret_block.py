@@ -74,3 +74,26 @@ def test_describe_and_readability() -> None:
     assert sink.describe() == "secret block aws-token"
     assert SecretBlockSink.readable is True
     assert SecretBlockSink.kind == "secret-block"
+
+
+async def test_apreflight_accepts_a_missing_block_and_creates_nothing() -> None:
+    await SecretBlockSink(secret_block_name="preflight-missing").apreflight()
+    with pytest.raises(ValueError):
+        await Secret.aload("preflight-missing")
+
+
+def test_preflight_accepts_an_existing_block(make_token: MakeToken) -> None:
+    sink = SecretBlockSink(secret_block_name="preflight-existing")
+    sink.write(make_token())
+    sink.preflight()
+
+
+async def test_apreflight_without_a_reachable_prefect_api_is_a_sink_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("no API")
+
+    monkeypatch.setattr(Secret, "aload", unreachable)
+    with pytest.raises(SinkError, match="could not load Secret block 'x-token'"):
+        await SecretBlockSink(secret_block_name="x-token").apreflight()

@@ -12,6 +12,7 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import SinkError, WebhookDeliveryError, WebhookTokenSink
 from usegrant_flows.sinks.webhook import sign
@@ -190,3 +191,35 @@ async def test_async_write_posts_once(hook: respx.Router, make_token: MakeToken)
     await _sink().awrite(make_token(), META)
     assert route.call_count == 1
     assert await _sink().aread() is None
+
+
+def test_preflight_of_a_sound_webhook_sends_nothing(hook: respx.Router) -> None:
+    _sink(signing_key="k", headers={"Authorization": "Bearer x"}).preflight()
+    assert hook.calls.call_count == 0
+
+
+def test_preflight_refuses_a_header_value_with_a_line_break() -> None:
+    sink = _sink(headers={"X-Extra": "a\r\nInjected: yes"})
+    with pytest.raises(
+        ConfigurationError, match="'X-Extra' has a value that is not one line"
+    ) as info:
+        sink.preflight()
+    assert "Injected" not in str(info.value)
+
+
+def test_preflight_refuses_a_header_name_that_is_not_a_token() -> None:
+    with pytest.raises(ConfigurationError, match="is not an HTTP header name"):
+        _sink(signature_header="X Signature").preflight()
+
+
+def test_preflight_refuses_an_empty_signing_key() -> None:
+    with pytest.raises(ConfigurationError, match="signing_key is empty"):
+        _sink(signing_key="").preflight()
+
+
+def test_preflight_refuses_a_url_that_slipped_past_validation() -> None:
+    from pydantic import SecretStr
+
+    sink = WebhookTokenSink.model_construct(url=SecretStr("http://example.com/hook"))
+    with pytest.raises(ConfigurationError, match="plain http"):
+        sink.preflight()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -15,9 +16,15 @@ import pytest
 import respx
 from pydantic import SecretStr
 
+from tests.issuer import DISCOVERY_URL, Issuer
+from tests.issuer import JWKS_URL as ISSUER_JWKS
 from usegrant_flows.api.errors import ConfigurationError, TokenVerificationError
 from usegrant_flows.api.models import AccessToken, format_js_datetime
 from usegrant_flows.api.verify import (
+    MAX_DOCUMENT_BYTES,
+    JwksCache,
+    averify_minted,
+    check_minted,
     clear_jwks_cache,
     fetch_openid_configuration,
     issuer_for,
@@ -224,3 +231,224 @@ def test_fetch_openid_configuration_appends_the_well_known_path() -> None:
         )
         assert fetch_openid_configuration(ISSUER)["jwks_uri"] == JWKS_URL
         assert route.called
+
+
+# --- Minted tokens: check_minted (pure) and JwksCache (bounded fetches) ----------------
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def refused(token: AccessToken, renew_before: float = 300) -> str:
+    with pytest.raises(TokenVerificationError) as info:
+        check_minted(token, now=now_utc(), renew_before=renew_before)
+    message = str(info.value)
+    assert token.access_token.get_secret_value() not in message
+    assert "\n" not in message
+    return message
+
+
+def test_a_sound_minted_token_passes_the_claim_checks() -> None:
+    issuer = Issuer()
+    minted = check_minted(issuer.mint(), now=now_utc(), renew_before=300)
+    assert (minted.algorithm, minted.kid, minted.issuer) == ("ES256", issuer.key.kid, issuer.issuer)
+
+
+def test_an_expired_token_is_refused() -> None:
+    issuer = Issuer()
+    past = int(time.time()) - 3600
+    token = issuer.mint(iat=past - 3600, nbf=past - 3600, exp=past)
+    assert "expires at" in refused(token)
+
+
+def test_a_token_inside_the_renew_before_margin_is_no_improvement() -> None:
+    token = Issuer().mint(lifetime=200)
+    assert "renew_before (300 s)" in refused(token, renew_before=300)
+    check_minted(token, now=now_utc(), renew_before=100)  # outside a smaller margin: fine
+
+
+def test_alg_none_is_refused() -> None:
+    issuer = Issuer()
+    token = issuer.mint(raw=issuer.unsigned({"alg": "none"}, signature="c2ln"))
+    assert "algorithm 'none' is refused" in refused(token)
+
+
+def test_an_empty_signature_is_refused() -> None:
+    issuer = Issuer()
+    token = issuer.mint(raw=issuer.unsigned({"alg": "ES256", "kid": issuer.key.kid}))
+    assert "no signature" in refused(token)
+
+
+def test_hs256_is_refused() -> None:
+    claims = Issuer().claims()
+    raw = jwt.encode(claims, "a-shared-secret-of-at-least-32-bytes", algorithm="HS256")
+    token = Issuer().mint(raw=raw, expires_at=claims["exp"])
+    assert "algorithm 'HS256' is refused" in refused(token)
+
+
+def test_exp_and_expires_at_must_agree_within_five_seconds() -> None:
+    issuer = Issuer()
+    claims = issuer.claims()
+    assert "differ by 600 s" in refused(issuer.mint(expires_at=claims["exp"] + 600))
+    check_minted(issuer.mint(expires_at=time.time() + 3603), now=now_utc(), renew_before=300)
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_iat_or_nbf_in_the_future_beyond_the_skew_is_refused(claim: str) -> None:
+    token = Issuer().mint(**{claim: int(time.time()) + 600})
+    assert f"its {claim} is" in refused(token) and "in the future" in refused(token)
+
+
+def test_iat_within_the_clock_skew_is_accepted() -> None:
+    token = Issuer().mint(iat=int(time.time()) + 30)
+    check_minted(token, now=now_utc(), renew_before=300)
+
+
+@pytest.mark.parametrize("claim", ["sub", "aud"])
+def test_missing_sub_or_aud_is_refused(claim: str) -> None:
+    assert f"no {claim} claim" in refused(Issuer().mint(**{claim: None}))
+
+
+def test_an_oversized_token_is_refused_before_anything_else() -> None:
+    token = Issuer().mint(padding="x" * 20_000)
+    assert "larger than 16 KiB" in refused(token)
+
+
+def test_a_token_without_numeric_exp_is_refused() -> None:
+    issuer = Issuer()
+    token = issuer.mint(exp="tomorrow", expires_at=time.time() + 3600)
+    assert "no numeric exp" in refused(token)
+
+
+async def test_full_mode_accepts_a_token_signed_by_the_issuer_found_by_discovery() -> None:
+    issuer = Issuer()
+    keys = JwksCache(transport=issuer.transport)
+    await averify_minted(issuer.mint(), now=now_utc(), renew_before=300, keys=keys)
+    assert issuer.requests == {"/.well-known/openid-configuration": 1, "/.well-known/jwks": 1}
+
+
+async def test_a_rogue_signature_with_the_issuers_kid_is_refused_in_full_mode_only() -> None:
+    issuer = Issuer()
+    rogue = SigningKey.generate()
+    token = issuer.mint(key=rogue, header={"kid": issuer.key.kid})
+    keys = JwksCache(transport=issuer.transport)
+    with pytest.raises(TokenVerificationError, match="signature does not verify") as info:
+        await averify_minted(token, now=now_utc(), renew_before=300, keys=keys)
+    assert token.access_token.get_secret_value() not in str(info.value)
+    await averify_minted(token, now=now_utc(), renew_before=300, mode="claims", keys=keys)
+
+
+async def test_claims_mode_makes_no_request() -> None:
+    issuer = Issuer()
+    keys = JwksCache(transport=issuer.transport)
+    await averify_minted(issuer.mint(), now=now_utc(), renew_before=300, mode="claims", keys=keys)
+    assert issuer.requests == {}
+
+
+async def test_an_unknown_kid_triggers_exactly_one_refetch() -> None:
+    issuer = Issuer()
+    keys = JwksCache(transport=issuer.transport)
+    await averify_minted(issuer.mint(), now=now_utc(), renew_before=300, keys=keys)
+    assert issuer.requests["/.well-known/jwks"] == 1
+
+    stranger = SigningKey.generate()  # a kid the issuer never published
+    with pytest.raises(TokenVerificationError, match=r"kid .* is not in the JWKS"):
+        await averify_minted(issuer.mint(key=stranger), now=now_utc(), renew_before=300, keys=keys)
+    assert issuer.requests["/.well-known/jwks"] == 2
+    assert issuer.requests["/.well-known/openid-configuration"] == 1  # discovery cached
+
+
+async def test_a_rotated_issuer_key_is_found_by_the_one_refetch() -> None:
+    issuer = Issuer()
+    keys = JwksCache(transport=issuer.transport)
+    await averify_minted(issuer.mint(), now=now_utc(), renew_before=300, keys=keys)
+    issuer.key = SigningKey.generate()
+    issuer.published.append(issuer.key)
+    await averify_minted(issuer.mint(), now=now_utc(), renew_before=300, keys=keys)
+    assert issuer.requests["/.well-known/jwks"] == 2
+
+
+async def test_concurrent_unknown_kids_share_one_refetch() -> None:
+    issuer = Issuer()
+    keys = JwksCache(transport=issuer.transport)
+    await averify_minted(issuer.mint(), now=now_utc(), renew_before=300, keys=keys)
+    issuer.key = SigningKey.generate()
+    issuer.published.append(issuer.key)
+    tokens = [issuer.mint() for _ in range(5)]
+    await asyncio.gather(
+        *(averify_minted(t, now=now_utc(), renew_before=300, keys=keys) for t in tokens)
+    )
+    assert issuer.requests["/.well-known/jwks"] == 2
+
+
+async def test_an_explicit_jwks_url_skips_discovery() -> None:
+    issuer = Issuer()
+    keys = JwksCache(transport=issuer.transport)
+    await averify_minted(
+        issuer.mint(), now=now_utc(), renew_before=300, keys=keys, jwks_url=ISSUER_JWKS
+    )
+    assert issuer.requests == {"/.well-known/jwks": 1}
+
+
+async def test_a_discovery_document_naming_another_issuer_is_refused() -> None:
+    issuer = Issuer()
+    token = issuer.mint(iss="https://auth.issuer.test/other")
+    other = Issuer("https://auth.issuer.test")  # serves issuer https://auth.issuer.test
+    keys = JwksCache(transport=other.transport)
+    with pytest.raises(TokenVerificationError, match="names issuer"):
+        await averify_minted(token, now=now_utc(), renew_before=300, keys=keys)
+
+
+async def test_a_plain_http_issuer_is_not_used_for_discovery() -> None:
+    issuer = Issuer()
+    token = issuer.mint(iss="http://evil.example")
+    keys = JwksCache(transport=issuer.transport)
+    with pytest.raises(TokenVerificationError, match="plain http is only allowed"):
+        await averify_minted(token, now=now_utc(), renew_before=300, keys=keys)
+    assert issuer.requests == {}
+
+
+async def test_an_oversized_jwks_is_refused() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"{" + b" " * (MAX_DOCUMENT_BYTES + 10) + b"}")
+
+    keys = JwksCache(transport=httpx.MockTransport(answer))
+    issuer = Issuer()
+    with pytest.raises(TokenVerificationError, match="larger than 64 KiB"):
+        await averify_minted(
+            issuer.mint(), now=now_utc(), renew_before=300, keys=keys, jwks_url=ISSUER_JWKS
+        )
+
+
+async def test_a_stalled_jwks_fetch_ends_at_its_timeout() -> None:
+    async def stall(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200, json={"keys": []})
+
+    keys = JwksCache(transport=httpx.MockTransport(stall), timeout=0.2)
+    with pytest.raises(TokenVerificationError, match=r"within 0\.2 s"):
+        await averify_minted(
+            Issuer().mint(), now=now_utc(), renew_before=300, keys=keys, jwks_url=ISSUER_JWKS
+        )
+
+
+async def test_a_key_of_the_wrong_curve_is_refused() -> None:
+    issuer = Issuer()
+    # The header says ES384 over an ES256 key's signature (pyjwt would not sign that).
+    _, body, sig = issuer.mint().access_token.get_secret_value().split(".")
+    forged = f"{issuer_b64({'alg': 'ES384', 'kid': issuer.key.kid})}.{body}.{sig}"
+    token = issuer.mint(raw=forged, expires_at=Issuer().claims()["exp"])
+    keys = JwksCache(transport=issuer.transport)
+    with pytest.raises(TokenVerificationError, match="is for 'ES256'"):
+        await averify_minted(token, now=now_utc(), renew_before=300, keys=keys)
+
+
+def issuer_b64(data: dict[str, Any]) -> str:
+    from tests.issuer import b64
+
+    return b64(data)
+
+
+def test_discovery_url_constant_is_where_the_issuer_serves_discovery() -> None:
+    assert DISCOVERY_URL.endswith("/.well-known/openid-configuration")

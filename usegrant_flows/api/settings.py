@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from usegrant_flows.api.checks import URL_RULE, url_problem
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import DEFAULT_BASE_URL
 
@@ -56,6 +57,8 @@ class UseGrantSettings(BaseSettings):
             which case :meth:`require_api_key` looks in the OS keyring.
         base_url: API base URL (``USEGRANT_BASE_URL``), default ``https://sdk.usegrant.dev``.
         timeout: Seconds allowed for one HTTP attempt (``USEGRANT_TIMEOUT``), default 10.
+        jwks_url: Where minted tokens' signing keys are (``USEGRANT_JWKS_URL``): https, or
+            http to a loopback host; ``None`` finds them by OpenID Connect discovery.
     """
 
     model_config = SettingsConfigDict(
@@ -69,6 +72,7 @@ class UseGrantSettings(BaseSettings):
     api_key: SecretStr | None = None
     base_url: str = DEFAULT_BASE_URL
     timeout: float = 10.0
+    jwks_url: str | None = None
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -76,6 +80,17 @@ class UseGrantSettings(BaseSettings):
         # `USEGRANT_API_KEY=` in a .env file means "not set here", not "an empty key".
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("jwks_url", mode="before")
+    @classmethod
+    def _secure_jwks_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None  # `USEGRANT_JWKS_URL=` means "not set here"
+        if value is not None:
+            problem = url_problem(value)
+            if problem:
+                raise ValueError(f"jwks_url must be {URL_RULE}; {problem}")
         return value
 
     def require_api_key(self) -> SecretStr:
@@ -127,5 +142,5 @@ def load_settings(**overrides: Any) -> UseGrantSettings:
         )
         raise ConfigurationError(
             f"Invalid UseGrant setting(s): {', '.join(names)} (timeout must be a number "
-            "of seconds, base_url a URL)"
+            "of seconds, base_url a URL, jwks_url an https URL)"
         ) from None

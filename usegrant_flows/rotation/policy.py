@@ -55,6 +55,7 @@ from usegrant_flows.api.errors import (
     NotFoundError,
     RateLimitError,
     ServerError,
+    TokenVerificationError,
     UseGrantAPIError,
     UseGrantConnectionError,
 )
@@ -99,8 +100,10 @@ class RefreshPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # strict: a boolean (YAML `yes`) is never a number here.
     refresh_fraction: float = Field(
         default=2 / 3,
+        strict=True,
         gt=0,
         lt=1,
         title="Refresh at (fraction of lifetime)",
@@ -108,6 +111,7 @@ class RefreshPolicy(BaseModel):
     )
     renew_before: int = Field(
         default=300,
+        strict=True,
         ge=0,
         le=MAX_EXPIRES_IN,
         title="Renew before expiry (seconds)",
@@ -115,6 +119,7 @@ class RefreshPolicy(BaseModel):
     )
     jitter: float = Field(
         default=0.05,
+        strict=True,
         ge=0,
         le=0.2,
         title="Jitter (fraction of lifetime)",
@@ -344,6 +349,8 @@ def explain_error(
         return _one_line(f"could not reach UseGrant: {exc}")
     if isinstance(exc, InvalidResponseError):
         return _one_line(f"UseGrant's answer is not a usable token: {exc}")
+    if isinstance(exc, TokenVerificationError):
+        return _one_line(f"the minted token was written nowhere: {exc}")
     if isinstance(exc, ConfigurationError):
         return _one_line(str(exc))
     text = str(exc)

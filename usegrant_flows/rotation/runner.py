@@ -1,17 +1,21 @@
 """One target's rotation, and what the batches of a flow run share.
 
-Per target, the rules of :mod:`usegrant_flows.rotation.policy` apply: read every sink; skip
-when every readable sink holds a fresh token; otherwise take the target's lock
+Per target, the rules of :mod:`usegrant_flows.rotation.policy` apply: preflight every sink
+(a sink that cannot take a token fails the target before any request); read every sink;
+skip when every readable sink holds a fresh token; otherwise take the target's lock
 (:mod:`usegrant_flows.rotation.locks`), read again (another run may just have minted), mint
-once and write to every sink. Each target's result is a small row (never a token) and
+once, verify the new token (:func:`usegrant_flows.api.verify.averify_minted`: claims, and
+the signature against the issuer's keys unless the target says ``verify: claims``) and
+only then write it to every sink. A refused token is written nowhere: the sinks keep
+what they held. Each target's result is a small row (never a token) and
 one Prefect event: ``usegrant.token.minted``, ``usegrant.token.fresh`` or
 ``usegrant.token.failed`` (both failure outcomes), about the resource
 ``usegrant.client.<client id>``. A token lives only while its own target is written.
 
 A :class:`FleetRunner` holds what every target of a flow run shares: the concurrency
 limit, one ``AsyncUseGrantClient`` per API key and base URL (:class:`ClientPool`), the
-loaded sink blocks and the per-target locks. :mod:`usegrant_flows.rotation.tasks` cuts
-a fleet into batch tasks that use one runner.
+loaded sink blocks, the per-target locks and the issuers' JWK sets (:class:`JwksCache`).
+:mod:`usegrant_flows.rotation.tasks` cuts a fleet into batch tasks that use one runner.
 """
 
 from __future__ import annotations
@@ -21,14 +25,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from prefect.events import emit_event
 from prefect.settings import PREFECT_HOME
 
+from usegrant_flows.api.checks import is_loopback
 from usegrant_flows.api.clock import SYSTEM_CLOCK, Clock
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.settings import load_settings
+from usegrant_flows.api.verify import JwksCache, averify_minted
 from usegrant_flows.client_pool import ClientPool
+from usegrant_flows.credentials import aload_credentials
 from usegrant_flows.loading import aload_block
 from usegrant_flows.rotation.fleet import BlockSinkSpec, RotationTarget
 from usegrant_flows.rotation.locks import TargetLocks
@@ -65,6 +74,8 @@ class FleetRunner:
             ``[0, spread)`` derived from its identity (never past its ``renew_before``
             margin) before it mints. Missing tokens are delivered at once.
         clock: Where the stagger waits (tests pass a fake one).
+        jwks: The issuers' JWK sets, shared by every target of the run; default a new
+            :class:`JwksCache` (tests pass one with a mock transport).
     """
 
     def __init__(
@@ -77,6 +88,7 @@ class FleetRunner:
         on_result: Callable[[RotationResult], None] | None = None,
         spread: float = 0.0,
         clock: Clock = SYSTEM_CLOCK,
+        jwks: JwksCache | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
@@ -90,6 +102,8 @@ class FleetRunner:
         self.on_result = on_result
         self._limit = asyncio.Semaphore(concurrency)
         self._blocks: dict[str, TokenSink] = {}
+        self.jwks = jwks or JwksCache()
+        self._key_sources: dict[str | None, tuple[str | None, str | None]] = {}
 
     async def sinks_for(self, target: RotationTarget) -> list[TokenSink]:
         """Return the target's sink blocks, loading saved blocks once per run."""
@@ -124,6 +138,9 @@ class FleetRunner:
             sinks = await self.sinks_for(target)
         except Exception as exc:
             return _failed(target, exc, [None])
+        refusal = await _preflight(target, sinks)
+        if refusal is not None:
+            return refusal
         held = await _read_all(sinks)
         if not self.force and _all_fresh(target, sinks, held):
             return _fresh(target, held)
@@ -139,9 +156,55 @@ class FleetRunner:
                     )
                 except Exception as exc:
                     return _failed(target, exc, held)
+                try:
+                    await self._verify(target, client, token)
+                except Exception as exc:  # refused: written nowhere, the sinks keep theirs
+                    return _failed(target, exc, held)
                 return await _deliver(target, token, sinks, held)
         except Exception as exc:  # LockTimeoutError, or the lock directory is unusable
             return _failed(target, exc, held)
+
+    async def key_source(
+        self, target: RotationTarget, client: Any
+    ) -> tuple[str | None, str | None]:
+        """Return where the target's issuer keys are: ``(jwks_url, discovery_url)``.
+
+        ``jwks_url`` is the credentials block's ``jwks_url`` (``USEGRANT_JWKS_URL`` for
+        the settings). Without one, a client whose API base URL is a loopback host (the
+        emulator, a test double) is asked for discovery itself: such a server mints
+        tokens naming an issuer domain that does not resolve here. Otherwise both are
+        ``None``: discovery at the token's own ``iss``. Looked up once per credentials.
+
+        Args:
+            target: The target.
+            client: Its API client (its ``base_url`` is used).
+        """
+        name = target.credentials
+        if name not in self._key_sources:
+            if name is None:
+                jwks_url = load_settings().jwks_url
+            else:
+                jwks_url = (await aload_credentials(name)).jwks_url
+            base = getattr(client, "base_url", None)
+            local = isinstance(base, str) and is_loopback(urlsplit(base).hostname or "")
+            discovery = base if jwks_url is None and local else None
+            self._key_sources[name] = (jwks_url, discovery)
+        return self._key_sources[name]
+
+    async def _verify(self, target: RotationTarget, client: Any, token: AccessToken) -> None:
+        """Refuse a minted token that fails the target's checks (TokenVerificationError)."""
+        jwks_url = discovery = None
+        if target.verify == "full":
+            jwks_url, discovery = await self.key_source(target, client)
+        await averify_minted(
+            token,
+            now=datetime.now(timezone.utc),
+            renew_before=target.policy.renew_before,
+            mode=target.verify,
+            keys=self.jwks,
+            jwks_url=jwks_url,
+            discovery_url=discovery,
+        )
 
     async def _stagger(self, target: RotationTarget) -> None:
         """Wait the target's offset when it is due but every sink still holds a token."""
@@ -152,6 +215,8 @@ class FleetRunner:
             sinks = await self.sinks_for(target)
         except Exception:  # reported by _rotate
             return
+        if await _preflight(target, sinks) is not None:
+            return  # reported by _rotate, which preflights again
         held = await _read_all(sinks)
         readable = [token for sink, token in zip(sinks, held, strict=True) if sink.readable]
         if not readable or any(token is None for token in readable):
@@ -167,6 +232,25 @@ class FleetRunner:
     async def aclose(self) -> None:
         """Close the shared clients."""
         await self.clients.aclose()
+
+
+async def _preflight(target: RotationTarget, sinks: Sequence[TokenSink]) -> RotationResult | None:
+    """Preflight every sink; return the ``failed`` row of the first refusal, or ``None``.
+
+    Runs before any read or request: a sink that cannot take a token makes the target
+    ``failed`` at no cost (a mint would spend a request for nothing).
+    """
+    for sink in sinks:
+        try:
+            await sink.apreflight()
+        except Exception as exc:
+            return _row(
+                target,
+                RotationAction.FAILED,
+                error_class=type(exc).__name__,
+                reason=f"{sink.describe()}: {_reason(target, exc)}"[:300],
+            )
+    return None
 
 
 async def _read_all(sinks: Sequence[TokenSink]) -> list[AccessToken | None]:

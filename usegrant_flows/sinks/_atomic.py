@@ -33,7 +33,14 @@ from pathlib import Path
 
 from usegrant_flows.api.errors import ConfigurationError
 
-__all__ = ["STALE_TEMP_SECONDS", "atomic_write", "check_target", "ensure_directory"]
+__all__ = [
+    "STALE_TEMP_SECONDS",
+    "atomic_write",
+    "check_target",
+    "ensure_directory",
+    "file_kind",
+    "preflight_target",
+]
 
 #: Age in seconds after which a leftover temporary file of a killed writer is removed.
 STALE_TEMP_SECONDS = 300.0
@@ -65,6 +72,44 @@ def ensure_directory(directory: Path, mode: int = 0o700) -> None:
             path.mkdir(mode=mode)
 
 
+def file_kind(mode: int) -> str:
+    """Name the kind of file ``mode`` (an ``st_mode``) describes, for messages."""
+    kinds = (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _existing_target(path: Path) -> None:
+    """Refuse a target that exists and is not a regular file (a link is not followed)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # missing (a folder that is a file is reported by the folder check)
+    if stat.S_ISLNK(mode):
+        raise ConfigurationError(f"token file {path} is a symbolic link: refusing to write it")
+    if not stat.S_ISREG(mode):
+        raise ConfigurationError(
+            f"token file {path} is a {file_kind(mode)}, not a regular file: refusing it"
+        )
+
+
+def _check_directory(directory: Path) -> None:
+    mode = directory.stat().st_mode
+    if not stat.S_ISDIR(mode):
+        raise ConfigurationError(f"{directory} is a {file_kind(mode)}, not a directory")
+    if mode & stat.S_IWOTH:
+        raise ConfigurationError(
+            f"directory {directory} is world-writable: refusing to write a token file there"
+        )
+
+
 def check_target(path: Path) -> None:
     """Refuse to write to a symlink or into a world-writable directory.
 
@@ -75,15 +120,48 @@ def check_target(path: Path) -> None:
         ConfigurationError: When ``path`` is a symbolic link, its directory is
             world-writable, or it exists and is not a regular file.
     """
-    if path.is_symlink():
-        raise ConfigurationError(f"token file {path} is a symbolic link: refusing to write it")
-    if path.exists() and not path.is_file():
-        raise ConfigurationError(f"token file {path} exists and is not a regular file")
-    directory_mode = path.parent.stat().st_mode
-    if directory_mode & stat.S_IWOTH:
+    _existing_target(path)
+    _check_directory(path.parent)
+
+
+def preflight_target(path: Path) -> None:
+    """Tell, without creating anything, whether :func:`atomic_write` to ``path`` can work.
+
+    The path must not be a symbolic link, a directory, a FIFO, a socket or a device; its
+    folder must be a directory that is not world-writable and that this process can
+    write into, or, when missing, must be creatable (its nearest existing ancestor is a
+    directory this process can write into).
+
+    Args:
+        path: The token file.
+
+    Raises:
+        ConfigurationError: Naming the path or folder and what is wrong with it.
+    """
+    try:
+        _existing_target(path)
+        parent = path.parent
+        if parent.exists():
+            _check_directory(parent)
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigurationError(f"directory {parent} is not writable by this process")
+            return
+        ancestor = parent
+        while not ancestor.exists() and ancestor.parent != ancestor:
+            ancestor = ancestor.parent
+        mode = ancestor.stat().st_mode
+        if not stat.S_ISDIR(mode):
+            raise ConfigurationError(
+                f"cannot create directory {parent}: {ancestor} is a {file_kind(mode)}"
+            )
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ConfigurationError(
+                f"cannot create directory {parent}: {ancestor} is not writable by this process"
+            )
+    except OSError as exc:  # a folder we may not even look into, a path too long...
         raise ConfigurationError(
-            f"directory {path.parent} is world-writable: refusing to write a token file there"
-        )
+            f"token file {path} cannot be checked: {exc.strerror or type(exc).__name__}"
+        ) from None
 
 
 def _fsync_directory(directory: Path) -> None:

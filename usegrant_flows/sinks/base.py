@@ -15,7 +15,11 @@ Rules every sink keeps:
   deletes or damages the token the sink held before;
 * error messages, ``describe()`` and reprs never contain the token;
 * ``read()`` returns ``None`` when the sink holds no token, and raises
-  :class:`SinkError` when it holds something that is not a token.
+  :class:`SinkError` when it holds something that is not a token;
+* ``preflight()`` (and ``apreflight()``, derived the same way) checks, before any token
+  is minted, that a write could succeed: it creates, sends and writes nothing. The
+  rotation runs it on every sink of a target first, so a broken sink costs no request.
+  A sink with nothing to check keeps the default, which accepts.
 """
 
 from __future__ import annotations
@@ -139,6 +143,23 @@ class TokenSink(Block, ABC):
         if self._native_async:
             raise NotImplementedError(f"{type(self).__name__} must implement aread()")
         return await anyio.to_thread.run_sync(self.read)
+
+    def preflight(self) -> None:
+        """Check that a write could succeed, without writing, creating or sending anything.
+
+        The default accepts (a sink with nothing it can check ahead of time).
+
+        Raises:
+            ConfigurationError: When the sink's settings or its target forbid a write.
+            SinkError: When the sink's backend cannot be used.
+        """
+        if self._native_async:
+            run_coro_as_sync(self.apreflight())
+
+    async def apreflight(self) -> None:
+        """Async form of :meth:`preflight`."""
+        if not self._native_async:
+            await anyio.to_thread.run_sync(self.preflight)
 
     def describe(self) -> str:
         """Return a short, non-secret description of where tokens go, for artifacts."""

@@ -18,8 +18,11 @@ never sees a partial file, and a failed write leaves the previous token in place
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -28,7 +31,13 @@ from pydantic import Field, field_validator
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
-from usegrant_flows.sinks._atomic import atomic_write, check_target, ensure_directory
+from usegrant_flows.sinks._atomic import (
+    atomic_write,
+    check_target,
+    ensure_directory,
+    file_kind,
+    preflight_target,
+)
 from usegrant_flows.sinks._file_mode import FileMode
 from usegrant_flows.sinks.base import (
     SinkError,
@@ -37,7 +46,17 @@ from usegrant_flows.sinks.base import (
     token_from_parts,
 )
 
-__all__ = ["FileTokenSink", "TokenFileFormat"]
+__all__ = ["MAX_READ_BYTES", "FileTokenSink", "TokenFileFormat"]
+
+#: Largest token file read, in bytes: a token is a few KiB; anything larger is refused.
+MAX_READ_BYTES = 64 * 1024
+# Read without following a final symbolic link and without blocking on a FIFO.
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 #: How a token file is laid out: bare JWT, JSON object or dotenv lines.
 TokenFileFormat = Literal["raw", "json", "dotenv"]
@@ -206,25 +225,38 @@ class FileTokenSink(TokenSink):
                 f"could not write token file {self.path}: {exc.strerror or type(exc).__name__}"
             ) from None
 
+    def preflight(self) -> None:
+        """Check that the token file can be written, before any token is minted.
+
+        Nothing is created: the path must not be a symbolic link, a directory, a FIFO, a
+        socket or a device, and its folder must exist (or be creatable), not be
+        world-writable, and be writable by this process.
+
+        Raises:
+            ConfigurationError: Naming the path or folder and what is wrong.
+        """
+        preflight_target(self.path)
+
     def read(self) -> AccessToken | None:
         """Return the token in the file, or ``None`` when the file does not exist.
 
-        A raw file's expiry comes from the JWT's ``exp`` claim.
+        The file is opened without following a symbolic link and without blocking (a
+        FIFO at the path must not hang the run), must be a regular file, and is read up
+        to :data:`MAX_READ_BYTES`, so a device or a huge file costs neither time nor
+        memory. A raw file's expiry comes from the JWT's ``exp`` claim.
 
         Raises:
             ConfigurationError: When the path is a symbolic link.
-            SinkError: When the file exists but does not hold a token in ``format``.
+            SinkError: When the path is not a regular file, is larger than 64 KiB, or
+                does not hold a token in ``format``.
         """
-        if self.path.is_symlink():
-            raise ConfigurationError(f"token file {self.path} is a symbolic link: refusing it")
-        try:
-            content = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        data = self._read_bytes()
+        if data is None:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SinkError(
-                f"could not read token file {self.path}: {type(exc).__name__}"
-            ) from None
+        try:
+            content = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SinkError(f"token file {self.path} is not UTF-8 text") from None
         try:
             return self.parse(content)
         except ValueError:
@@ -232,6 +264,46 @@ class FileTokenSink(TokenSink):
             raise SinkError(
                 f"token file {self.path} does not hold a token in {self.format} format"
             ) from None
+
+    def _read_bytes(self) -> bytes | None:
+        try:
+            fd = os.open(self.path, _READ_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+                raise ConfigurationError(
+                    f"token file {self.path} is a symbolic link: refusing it"
+                ) from None
+            raise SinkError(
+                f"could not read token file {self.path}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise SinkError(
+                    f"token file {self.path} is a {file_kind(info.st_mode)}, not a regular file"
+                )
+            if info.st_size > MAX_READ_BYTES:
+                raise SinkError(f"token file {self.path} is larger than 64 KiB")
+            chunks: list[bytes] = []
+            size = 0
+            # Bounded even if the file grows while we read it.
+            while size <= MAX_READ_BYTES:
+                chunk = os.read(fd, MAX_READ_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > MAX_READ_BYTES:
+                raise SinkError(f"token file {self.path} is larger than 64 KiB")
+            return b"".join(chunks)
+        except OSError as exc:
+            raise SinkError(
+                f"could not read token file {self.path}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        finally:
+            os.close(fd)
 
     def describe(self) -> str:
         """Return ``"file <path> (<format>)"``."""

@@ -11,6 +11,7 @@ import json
 from typing import ClassVar
 
 import keyring
+import keyring.backends.fail
 import keyring.errors
 from pydantic import Field, model_validator
 
@@ -80,6 +81,23 @@ class KeyringTokenSink(TokenSink):
                 "API key; choose another entry for tokens"
             )
         return self
+
+    def preflight(self) -> None:
+        """Check that a keyring backend is usable and the entry is not the API key's.
+
+        Nothing is read or written (a read may prompt the user on some backends).
+
+        Raises:
+            ConfigurationError: When no keyring backend is available, or the entry is
+                where ``usegrant-flows login`` keeps the API key.
+        """
+        if (self.service, self.username) == _API_KEY_ENTRY:
+            raise ConfigurationError(
+                f"keyring entry {KEYRING_SERVICE}/{KEYRING_USERNAME} holds the UseGrant API key"
+            )
+        backend = keyring.get_keyring()
+        if isinstance(backend, keyring.backends.fail.Keyring):
+            raise ConfigurationError(_NO_BACKEND.format(backend=_backend_name()))
 
     def write(self, token: AccessToken, metadata: TokenMetadata | None = None) -> None:
         """Store the token's wire JSON, replacing the previous entry.

@@ -16,6 +16,7 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import Field, SecretStr, field_validator
 
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
+from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks.base import (
     SinkError,
@@ -86,6 +87,26 @@ class SecretBlockSink(TokenSink):
         except Exception as exc:
             raise SinkError(
                 f"could not save Secret block {self.secret_block_name!r}: {type(exc).__name__}"
+            ) from None
+
+    async def apreflight(self) -> None:
+        """Check that the Secret block can be loaded (or does not exist yet) before a mint.
+
+        Raises:
+            ConfigurationError: When the block name is malformed.
+            SinkError: When the Prefect API cannot be asked for the block.
+        """
+        if not _BLOCK_NAME.match(self.secret_block_name):  # a block built without validation
+            raise ConfigurationError(
+                "secret_block_name must be lowercase letters, digits and dashes"
+            )
+        try:
+            await Secret.aload(self.secret_block_name)
+        except (ObjectNotFound, ValueError):
+            return  # missing: the first write creates it
+        except Exception as exc:
+            raise SinkError(
+                f"could not load Secret block {self.secret_block_name!r}: {type(exc).__name__}"
             ) from None
 
     async def aread(self) -> AccessToken | None:

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -40,6 +41,7 @@ from tenacity import RetryCallState, retry_if_exception
 
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.checks import URL_RULE, url_problem
+from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.retry import RetryPolicy, retrying
 from usegrant_flows.sinks.base import (
@@ -53,6 +55,9 @@ __all__ = ["WebhookDeliveryError", "WebhookTokenSink", "sign"]
 logger = logging.getLogger("usegrant_flows.sinks.webhook")
 
 _TRANSIENT_STATUSES = frozenset({408, 429})
+# RFC 9110 field names (tokens) and values: one line, no control characters but tab.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class WebhookDeliveryError(SinkError):
@@ -227,6 +232,34 @@ class WebhookTokenSink(TokenSink):
         with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
             attempts(self._post_once, client, body)
 
+    def preflight(self) -> None:
+        """Check the webhook's settings before any token is minted; sends nothing.
+
+        Raises:
+            ConfigurationError: When the URL is not allowed, a header name is not an
+                HTTP token, a header value holds a line break or control character, or
+                the signing key is empty.
+        """
+        problem = url_problem(self.url.get_secret_value())
+        if problem:
+            raise ConfigurationError(f"webhook url must be {URL_RULE}; {problem}")
+        names = [self.signature_header, self.timestamp_header]
+        for name, value in self.headers.get_secret_value().items():
+            names.append(str(name))
+            if not isinstance(value, (str, int, float)) or _BAD_VALUE.search(str(value)):
+                # Never quote the value: headers hold secrets.
+                raise ConfigurationError(
+                    f"webhook header {_shown_name(str(name))} has a value that is not "
+                    "one line of text"
+                )
+        for name in names:
+            if not _HEADER_NAME.match(name):
+                raise ConfigurationError(
+                    f"webhook header name {_shown_name(name)} is not an HTTP header name"
+                )
+        if self.signing_key is not None and not self.signing_key.get_secret_value():
+            raise ConfigurationError("webhook signing_key is empty: set a key or leave it unset")
+
     def read(self) -> AccessToken | None:
         """Return ``None``: a webhook cannot be read back."""
         return None
@@ -244,6 +277,10 @@ def _log_retry(state: RetryCallState) -> None:
         state.upcoming_sleep,
         state.attempt_number + 1,
     )
+
+
+def _shown_name(name: str) -> str:
+    return repr(name if len(name) <= 40 else name[:37] + "...")
 
 
 def _text_or_none(value: object) -> str | None:
