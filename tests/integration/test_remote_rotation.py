@@ -141,7 +141,8 @@ async def test_a_second_run_reads_every_remote_sink_back_and_mints_nothing(
     ],
 )
 def test_the_example_fleets_parse_and_name_our_block_slugs(example: str, sink_class: type) -> None:
-    from usegrant_flows.rotation.fleet import BlockSinkSpec, load_fleet_file
+    from usegrant_flows.rotation.fleet import BlockSinkSpec
+    from usegrant_flows.rotation.fleet_file import load_fleet_file
 
     path = Path(__file__).resolve().parents[2] / "flows" / example
     blocks = [

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.issuer import Issuer
 from usegrant_flows.api.clock import Clock
+from usegrant_flows.api.jwks import JwksCache
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.fleet import RotationTarget
@@ -20,6 +22,8 @@ from usegrant_flows.rotation.runner import FleetRunner
 
 P = "10000000-0000-4000-8000-000000000001"
 SPREAD = 1.5  # seconds
+#: Signs what the fake client mints, so the runner's verification passes.
+ISSUER = Issuer()
 
 
 class Sink:
@@ -27,6 +31,9 @@ class Sink:
 
     def __init__(self, token: AccessToken | None) -> None:
         self.token = token
+
+    async def apreflight(self) -> None:
+        return None
 
     async def aread(self) -> AccessToken | None:
         return self.token
@@ -60,7 +67,7 @@ class Runner(FleetRunner):
     def __init__(
         self, sinks: dict[str, Sink], client: RecordingClient, waits: WaitLog, **kwargs: Any
     ) -> None:
-        super().__init__(clock=waits.clock, **kwargs)
+        super().__init__(clock=waits.clock, jwks=JwksCache(transport=ISSUER.transport), **kwargs)
         self.fake_sinks = sinks
 
         async def get(credentials: str | None) -> RecordingClient:
@@ -99,7 +106,7 @@ async def test_each_due_refresh_waits_its_own_fixed_offset_before_minting(
 ) -> None:
     fleet = targets(6)
     sinks = {t.name: Sink(due_token(make_token)) for t in fleet}
-    client = RecordingClient(make_token)
+    client = RecordingClient(ISSUER.mint)
     waits = WaitLog()
     runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=SPREAD)
 
@@ -117,7 +124,7 @@ async def test_missing_tokens_are_delivered_at_once_without_waiting(
 ) -> None:
     fleet = targets(4)
     sinks = {t.name: Sink(None) for t in fleet}
-    client = RecordingClient(make_token)
+    client = RecordingClient(ISSUER.mint)
     waits = WaitLog()
     runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
 
@@ -133,7 +140,7 @@ async def test_a_token_inside_its_renew_before_margin_is_refreshed_at_once(
     [target] = targets(1)
     # 200 s left, under the default renew_before of 300 s: no waiting allowed.
     sinks = {target.name: Sink(make_token(lifetime=200, iat=int(time.time()) - 3400))}
-    client = RecordingClient(make_token)
+    client = RecordingClient(ISSUER.mint)
     waits = WaitLog()
     runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
 
@@ -149,7 +156,7 @@ async def test_a_wait_never_runs_past_the_renew_before_margin(
     [target] = targets(1)
     # 400 s left: 100 s before the 300 s margin, far less than the hour-long spread.
     sinks = {target.name: Sink(make_token(lifetime=400, iat=int(time.time()) - 3200))}
-    client = RecordingClient(make_token)
+    client = RecordingClient(ISSUER.mint)
     waits = WaitLog()
     runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
 
@@ -164,7 +171,7 @@ async def test_fresh_targets_neither_wait_nor_mint(
 ) -> None:
     fleet = targets(3)
     sinks = {t.name: Sink(make_token(lifetime=3600)) for t in fleet}
-    client = RecordingClient(make_token)
+    client = RecordingClient(ISSUER.mint)
     waits = WaitLog()
     runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)
 

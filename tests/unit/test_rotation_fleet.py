@@ -12,9 +12,9 @@ from usegrant_flows.rotation.fleet import (
     BlockSinkSpec,
     InlineSinkSpec,
     RotationTarget,
-    load_fleet_file,
     parse_fleet,
 )
+from usegrant_flows.rotation.fleet_file import load_fleet_file
 from usegrant_flows.sinks import (
     FileTokenSink,
     KeyringTokenSink,
@@ -137,16 +137,30 @@ def test_token_options_leave_out_what_is_not_set() -> None:
     assert t.token_options() == {"expires_in": 900, "use_jwt_type": False}
 
 
-REQUIRED = {"file": {"path": "/a"}, "secret-block": {"secret_block_name": "s"}}
+REQUIRED: dict[str, dict[str, object]] = {
+    "file": {"path": "/a"},
+    "secret-block": {"secret_block_name": "s"},
+    "vault-kv": {"url": "https://vault.example", "path": "p", "jwt_role": "r"},
+    "aws-secrets-manager": {"secret_name": "usegrant/token"},
+    "aws-ssm-parameter": {"parameter_name": "/usegrant/token"},
+}
 
 
 def test_an_inline_spec_offers_exactly_its_blocks_fields_with_the_same_defaults() -> None:
-    assert inline_kinds() == ["file", "keyring", "secret-block"]
+    assert inline_kinds() == [
+        "aws-secrets-manager",
+        "aws-ssm-parameter",
+        "file",
+        "keyring",
+        "secret-block",
+        "vault-kv",
+    ]
     for kind in inline_kinds():
         sink_class = SINK_KINDS[kind]
         spec = sink_spec(kind, **REQUIRED.get(kind, {}))
         spec_fields = type(spec).model_fields
-        assert set(spec_fields) - {"type"} == set(sink_class.model_fields), kind
+        secret = {"token", "secret_id"}  # a Vault sink's secrets live in a saved block only
+        assert set(spec_fields) - {"type"} == set(sink_class.model_fields) - secret, kind
         assert spec.build() == sink_class(**REQUIRED.get(kind, {})), kind
 
 

@@ -94,7 +94,15 @@ def test_rotate_tokens_targets_are_typed_with_a_sink_union(rotate_schema: dict[s
     assert target["properties"]["provider_id"]["format"] == "uuid"
     assert target["properties"]["expires_in"]["anyOf"][0]["maximum"] == 172800
     mapping = target["properties"]["sinks"]["items"]["discriminator"]["mapping"]
-    assert set(mapping) == {"file", "secret-block", "keyring", "block"}
+    assert set(mapping) == {
+        "file",
+        "secret-block",
+        "keyring",
+        "vault-kv",
+        "aws-secrets-manager",
+        "aws-ssm-parameter",
+        "block",
+    }
 
 
 def test_rotate_tokens_concurrency_and_batch_size_are_bounded(

@@ -21,8 +21,8 @@ import pytest
 
 from tests.issuer import Issuer
 from usegrant_flows.api.errors import AuthenticationError
+from usegrant_flows.api.jwks import JwksCache
 from usegrant_flows.api.models import AccessToken
-from usegrant_flows.api.verify import JwksCache
 from usegrant_flows.emulator.keys import SigningKey
 from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.fleet import RotationTarget

@@ -18,13 +18,12 @@ from pydantic import SecretStr
 
 from tests.issuer import DISCOVERY_URL, Issuer
 from tests.issuer import JWKS_URL as ISSUER_JWKS
+from usegrant_flows.api.claims import check_minted
 from usegrant_flows.api.errors import ConfigurationError, TokenVerificationError
+from usegrant_flows.api.jwks import JwksCache, averify_minted
 from usegrant_flows.api.models import AccessToken, format_js_datetime
 from usegrant_flows.api.verify import (
     MAX_DOCUMENT_BYTES,
-    JwksCache,
-    averify_minted,
-    check_minted,
     clear_jwks_cache,
     fetch_openid_configuration,
     issuer_for,

@@ -44,7 +44,8 @@ from cyclopts import App
 
 from usegrant_flows._aws_names import check_role_arn
 from usegrant_flows.api.errors import ConfigurationError
-from usegrant_flows.rotation.fleet import InlineSinkSpec, RotationTarget, load_fleet_file
+from usegrant_flows.rotation.fleet import InlineSinkSpec, RotationTarget
+from usegrant_flows.rotation.fleet_file import load_fleet_file
 from usegrant_flows.sinks.file import FileTokenSink
 
 __all__ = [

@@ -108,7 +108,7 @@ def plan(fleet_file: str) -> int:
     Args:
         fleet_file: A YAML or JSON fleet file (see ``usegrant_flows.rotation.fleet``).
     """
-    from usegrant_flows.rotation.fleet import load_fleet_file
+    from usegrant_flows.rotation.fleet_file import load_fleet_file
     from usegrant_flows.rotation.plan import plan_fleet
 
     targets = load_fleet_file(fleet_file)

@@ -10,7 +10,8 @@ from prefect.states import Failed
 from pydantic import Field
 
 from usegrant_flows.api.errors import ConfigurationError
-from usegrant_flows.rotation.fleet import RotationTarget, load_fleet_file
+from usegrant_flows.rotation.fleet import RotationTarget
+from usegrant_flows.rotation.fleet_file import load_fleet_file
 from usegrant_flows.rotation.plan import aplan_fleet
 from usegrant_flows.rotation.policy import RotationResult, summarize_failures
 from usegrant_flows.rotation.tasks import (

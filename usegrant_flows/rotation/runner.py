@@ -33,9 +33,9 @@ from prefect.settings import PREFECT_HOME
 from usegrant_flows.api.checks import is_loopback
 from usegrant_flows.api.clock import SYSTEM_CLOCK, Clock
 from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.jwks import JwksCache, averify_minted
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.settings import load_settings
-from usegrant_flows.api.verify import JwksCache, averify_minted
 from usegrant_flows.client_pool import ClientPool
 from usegrant_flows.credentials import aload_credentials
 from usegrant_flows.loading import aload_block
