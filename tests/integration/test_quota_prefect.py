@@ -160,7 +160,7 @@ def test_the_cli_refuses_a_missing_block(capsys: pytest.CaptureFixture[str]) -> 
     assert "not found" in capsys.readouterr().err
 
 
-def test_the_cli_plan_exits_2_for_a_fleet_over_budget(
+def test_the_cli_plan_exits_3_for_a_fleet_over_budget(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = unique("plan")
@@ -177,7 +177,7 @@ def test_the_cli_plan_exits_2_for_a_fleet_over_budget(
     fleet = tmp_path / "fleet.json"
     fleet.write_text(json.dumps({"defaults": {"credentials": name}, "targets": targets}))
 
-    assert main(["quota", "plan", str(fleet)]) == 2
+    assert main(["quota", "plan", str(fleet)]) == 3
     out = capsys.readouterr().out
     # 20 one-hour tokens refreshed at 2/3 of their life, a little earlier with the jitter.
     assert re.search(rf"fleet needs 3\d mints/h on credentials '{name}' \(20 targets\)", out)

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import keyring
 import keyring.backends.fail
+import keyring.backends.null
 import pytest
 import respx
+from keyrings.alt.file import PlaintextKeyring
 
 from tests.unit.conftest import MemoryKeyring, make_jwt
+from usegrant_flows.api import errors
 from usegrant_flows.api.settings import KEYRING_SERVICE, KEYRING_USERNAME
-from usegrant_flows.cli.commands import main
+from usegrant_flows.cli.commands import is_plaintext_backend, main
 
 BASE = "https://sdk.usegrant.dev"
 API_KEY = "usegrant_cli_test_key_41b2"
@@ -214,6 +217,128 @@ def test_a_usage_error_is_one_line_on_stderr_with_exit_2(
     one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["token", "create", "--client-id", CLIENT], "missing required option --provider-id"),
+        (["token", "create", "--provider-id", PROVIDER], "missing required option --client-id"),
+        (
+            ["token", "create", "--client-id", CLIENT, "--provider-id"],
+            "option --provider-id needs a value",
+        ),
+        (["quota", "plan"], "missing required argument FLEET_FILE"),
+    ],
+)
+def test_a_missing_option_is_named_as_missing(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+
+    line = one_error_line(capsys.readouterr().err)
+    assert message in line
+    assert "requires an argument" not in line
+    assert "unknown option" not in line
+
+
+def test_a_typo_beside_a_missing_option_is_named_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "create", "--provider-idd", PROVIDER, "--client-id", CLIENT]) == 2
+
+    line = one_error_line(capsys.readouterr().err)
+    assert "missing required option --provider-id; unknown option --provider-idd" in line
+    assert "usegrant-flows token create --help" in line
+
+
+@pytest.mark.usefixtures("key_in_env")
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.ConfigurationError("bad\nsetting"), 2),
+        (errors.AuthenticationError(401, "UNAUTHORIZED", "bad\n  key"), 1),
+        (errors.UseGrantConnectionError("no\nroute"), 1),
+        (errors.InvalidResponseError("not\r\nJSON"), 1),
+        (errors.TokenVerificationError("bad\nsignature"), 1),
+        (errors.UseGrantError(""), 1),
+    ],
+)
+def test_every_usegrant_error_is_one_line(
+    error: errors.UseGrantError,
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr("usegrant_flows.api.client.UseGrantClient.create_token", fail)
+
+    assert main(CREATE) == status
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    one_error_line(captured.err)
+
+
+# --- quota plan ----------------------------------------------------------------------------
+
+
+def fleet_file(folder: Path, count: int, expires_in: int, **defaults: str) -> Path:
+    targets = [
+        {
+            "name": f"t{i}",
+            "provider_id": PROVIDER,
+            "client_id": f"00000000-0000-4000-8000-{i:012d}",
+            "expires_in": expires_in,
+            "sinks": [{"type": "file", "path": f"t{i}.jwt"}],
+        }
+        for i in range(count)
+    ]
+    path = folder / "fleet.json"
+    path.write_text(json.dumps({"defaults": defaults, "targets": targets}))
+    return path
+
+
+def test_quota_plan_of_a_fleet_that_fits_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["quota", "plan", str(fleet_file(tmp_path, 3, 3600))]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_quota_plan_of_a_fleet_over_its_budget_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 100 one-minute tokens: about 9000 mints per hour against the default 1000.
+    assert main(["quota", "plan", str(fleet_file(tmp_path, 100, 60))]) == 3
+
+    captured = capsys.readouterr()
+    assert "does not fit" in captured.err
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("content", [None, "targets: [", json.dumps({"targets": [{"name": "x"}]})])
+def test_quota_plan_of_a_missing_or_bad_fleet_file_exits_2(
+    tmp_path: Path, content: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "fleet.yaml"
+    if content is not None:
+        path.write_text(content)
+
+    assert main(["quota", "plan", str(path)]) == 2
+    assert "fleet file" in one_error_line(capsys.readouterr().err)
+
+
+def test_quota_plan_with_a_missing_credentials_block_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing(name: str) -> None:
+        raise errors.ConfigurationError(f"credentials block {name!r} not found")
+
+    monkeypatch.setattr("usegrant_flows.credentials.load_credentials", missing)
+
+    path = fleet_file(tmp_path, 3, 3600, credentials="nowhere")
+    assert main(["quota", "plan", str(path)]) == 2
+    assert "'nowhere' not found" in one_error_line(capsys.readouterr().err)
+
+
 def test_a_missing_lazily_registered_command_is_one_line_with_exit_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -296,6 +421,102 @@ def test_login_without_a_keyring_backend_is_one_clear_line(
     assert "USEGRANT_API_KEY" in line
 
 
+def test_login_names_the_keyring_backend_it_used(
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(API_KEY))
+
+    assert main(["login"]) == 0
+
+    err = capsys.readouterr().err
+    assert f"stored in keyring backend {memory_keyring.name}" in err
+    assert "unencrypted" not in err
+
+
+@pytest.fixture
+def plaintext_keyring(tmp_path: Path) -> PlaintextKeyring:
+    """keyrings.alt's PlaintextKeyring, writing to a file of the test's own folder."""
+    backend = PlaintextKeyring()
+    backend.file_path = str(tmp_path / "keyring_pass.cfg")
+    keyring.set_keyring(backend)  # the autouse memory keyring fixture restores the real one
+    return backend
+
+
+def test_login_refuses_a_plaintext_keyring_with_exit_2(
+    plaintext_keyring: PlaintextKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prompts: list[str] = []
+    monkeypatch.setattr(sys, "stdin", TtyInput(""))
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or API_KEY)
+
+    assert main(["login"]) == 2
+
+    line = one_error_line(capsys.readouterr().err)
+    assert "keyrings.alt.file.PlaintextKeyring" in line
+    assert "unencrypted" in line and "--allow-plaintext" in line
+    assert prompts == []  # refused before asking for the key
+    assert not Path(plaintext_keyring.file_path).exists()
+
+
+def test_login_stores_in_a_plaintext_keyring_when_allowed_and_says_where(
+    plaintext_keyring: PlaintextKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(API_KEY))
+
+    assert main(["login", "--allow-plaintext"]) == 0
+
+    err = capsys.readouterr().err
+    assert "keyring backend file PlaintextKeyring, unencrypted in " in err
+    assert plaintext_keyring.file_path in err
+    assert API_KEY not in err
+    assert plaintext_keyring.get_password(KEYRING_SERVICE, KEYRING_USERNAME) == API_KEY
+
+
+def test_login_refuses_the_null_keyring_that_stores_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyring.set_keyring(keyring.backends.null.Keyring())
+    monkeypatch.setattr(sys, "stdin", io.StringIO(API_KEY))
+
+    assert main(["login", "--allow-plaintext"]) == 2
+    assert "stores nothing" in one_error_line(capsys.readouterr().err)
+
+
+def test_login_names_the_first_backend_of_a_chain(
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Chain:
+        backends = (memory_keyring, PlaintextKeyring())
+
+    monkeypatch.setattr(keyring, "get_keyring", Chain)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(API_KEY))
+
+    assert main(["login"]) == 0
+    assert f"keyring backend {memory_keyring.name} " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "plaintext"),
+    [
+        ("keyrings.alt.file.PlaintextKeyring", True),
+        ("keyring.backends.SecretService.Keyring", False),
+        ("keyring.backends.macOS.Keyring", False),
+    ],
+)
+def test_plaintext_backends_are_recognised(name: str, plaintext: bool) -> None:
+    module, _, cls = name.rpartition(".")
+    backend_type = type(cls, (), {"__module__": module})
+    assert is_plaintext_backend(backend_type()) is plaintext
+
+
 def test_logout_removes_the_stored_key(
     memory_keyring: MemoryKeyring, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -304,6 +525,7 @@ def test_logout_removes_the_stored_key(
     assert main(["logout"]) == 0
 
     assert memory_keyring.passwords == {}
+    assert f"removed from keyring backend {memory_keyring.name}" in capsys.readouterr().err
 
 
 def test_logout_without_a_stored_key_says_so(capsys: pytest.CaptureFixture[str]) -> None:
@@ -352,7 +574,7 @@ def test_as_a_process_errors_are_one_line_with_no_traceback(tmp_path: Path) -> N
 def test_token_create_imports_neither_prefect_nor_the_emulator_stack(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from usegrant_flows.cli.commands import main\n"
+        "from usegrant_flows.cli.commands import is_plaintext_backend, main\n"
         f"main({CREATE!r})\n"
         "top = {m.split('.')[0] for m in sys.modules}\n"
         "print(sorted(top & {'prefect', 'uvicorn', 'fastapi'}))\n"

@@ -6,7 +6,8 @@ the OS keyring. ``emulator``, ``demo`` and ``quota`` are loaded only when invoke
 ``token create`` never imports uvicorn, FastAPI or Prefect.
 
 Errors are one line on stderr, without a traceback: exit status 2 for configuration
-and usage errors, 1 for API and connection errors.
+and usage errors (a missing option is named as missing), 1 for API and connection
+errors; ``quota plan`` exits 3 for a fleet that does not fit its request budget.
 
 Example:
     >>> import contextlib, io
@@ -22,14 +23,15 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from cyclopts import App
-from cyclopts.exceptions import CycloptsError
+from cyclopts.exceptions import CycloptsError, MissingArgumentError
 
 from usegrant_flows._version import __version__
 from usegrant_flows.api.errors import ConfigurationError, UseGrantError
 
-__all__ = ["app", "main"]
+__all__ = ["PLAINTEXT_BACKENDS", "app", "is_plaintext_backend", "main"]
 
 #: Exit status for configuration and usage errors.
 EXIT_CONFIGURATION = 2
@@ -113,12 +115,85 @@ def create_token(
     return 0
 
 
+#: Keyring backends that write the secret to disk unencrypted, by module and class.
+#: Any backend whose class name says "plaintext" counts too.
+PLAINTEXT_BACKENDS = frozenset(
+    {
+        "keyrings.alt.file.PlaintextKeyring",
+        "keyrings.alt.pyfs.PlaintextKeyring",
+        "keyrings.cryptfile.file.PlaintextKeyring",
+    }
+)
+
+
+def _backend_in_use() -> Any:
+    """Return the keyring backend a password write goes to.
+
+    A chainer (several usable backends) writes to the first of its backends, which
+    are sorted by priority.
+    """
+    import keyring
+
+    backend = keyring.get_keyring()
+    chained = getattr(backend, "backends", None)
+    if isinstance(chained, (list, tuple)) and chained:
+        return chained[0]
+    return backend
+
+
+def _backend_path(backend: Any) -> str:
+    return f"{type(backend).__module__}.{type(backend).__qualname__}"
+
+
+def _backend_name(backend: Any) -> str:
+    name = getattr(backend, "name", None)
+    return name if isinstance(name, str) and name else type(backend).__name__
+
+
+def is_plaintext_backend(backend: Any) -> bool:
+    """Whether a keyring backend stores passwords unencrypted on disk.
+
+    Args:
+        backend: A keyring backend instance (``keyring.get_keyring()``).
+
+    Example:
+        >>> from keyrings.alt.file import PlaintextKeyring
+        >>> is_plaintext_backend(PlaintextKeyring())
+        True
+    """
+    return (
+        _backend_path(backend) in PLAINTEXT_BACKENDS
+        or "plaintext" in type(backend).__name__.lower()
+    )
+
+
+def _check_backend(backend: Any, *, allow_plaintext: bool) -> None:
+    """Refuse a backend that would not keep the key, or keep it in plain text."""
+    name, path = _backend_name(backend), _backend_path(backend)
+    if path == "keyring.backends.null.Keyring":
+        raise ConfigurationError(
+            f"keyring backend {name} ({path}) stores nothing; set USEGRANT_API_KEY or "
+            "use a .env file instead, or choose a real backend (PYTHON_KEYRING_BACKEND)"
+        )
+    if is_plaintext_backend(backend) and not allow_plaintext:
+        raise ConfigurationError(
+            f"keyring backend {name} ({path}) would store the API key unencrypted; "
+            "pass --allow-plaintext to accept that, or set USEGRANT_API_KEY or use a "
+            ".env file instead"
+        )
+
+
 @app.command
-def login() -> int:
+def login(*, allow_plaintext: bool = False) -> int:
     """Store the API key in the OS keyring.
 
     Reads the key from a hidden prompt, or from stdin when stdin is not a terminal
-    (``printf %s "$KEY" | usegrant-flows login``).
+    (``printf %s "$KEY" | usegrant-flows login``). Says which keyring backend it used,
+    and refuses a backend that stores passwords unencrypted unless told otherwise.
+
+    Args:
+        allow_plaintext: Accept a keyring backend that writes the key unencrypted to a
+            file (e.g. keyrings.alt's PlaintextKeyring, common on headless machines).
     """
     import keyring
     import keyring.errors
@@ -126,6 +201,9 @@ def login() -> int:
     from usegrant_flows.api.checks import check_api_key
     from usegrant_flows.api.settings import KEYRING_SERVICE, KEYRING_USERNAME
 
+    # Checked before the prompt: nobody should type a key that will not be kept.
+    backend = _backend_in_use()
+    _check_backend(backend, allow_plaintext=allow_plaintext)
     if sys.stdin is not None and sys.stdin.isatty():
         entered = getpass.getpass("UseGrant API key: ")
     else:
@@ -138,7 +216,11 @@ def login() -> int:
             f"No usable OS keyring ({type(exc).__name__}); "
             "set USEGRANT_API_KEY or use a .env file instead"
         ) from None
-    print(f"API key stored in the OS keyring (service {KEYRING_SERVICE!r}).", file=sys.stderr)
+    where = f"keyring backend {_backend_name(backend)}"
+    if is_plaintext_backend(backend):
+        file = getattr(backend, "file_path", None)
+        where += f", unencrypted{f' in {file}' if isinstance(file, str) else ''}"
+    print(f"API key stored in {where} (service {KEYRING_SERVICE!r}).", file=sys.stderr)
     return 0
 
 
@@ -157,8 +239,50 @@ def logout() -> int:
         return 0
     except keyring.errors.KeyringError as exc:
         raise ConfigurationError(f"No usable OS keyring ({type(exc).__name__})") from None
-    print("API key removed from the OS keyring.", file=sys.stderr)
+    name = _backend_name(_backend_in_use())
+    print(f"API key removed from keyring backend {name}.", file=sys.stderr)
     return 0
+
+
+def _option_names(command: Any) -> set[str]:
+    """The ``--option`` spellings a command accepts (its parameters, flags' negatives)."""
+    import inspect
+
+    names = {"--help", "-h"}
+    try:
+        parameters = inspect.signature(command).parameters.values()
+    except (TypeError, ValueError):
+        return names
+    for parameter in parameters:
+        option = parameter.name.replace("_", "-")
+        names.update({f"--{option}", f"--no-{option}"})
+    return names
+
+
+def _missing_message(exc: MissingArgumentError) -> str:
+    """Name what is missing: cyclopts says "requires an argument" for all of it."""
+    argument = exc.argument
+    if argument is None:
+        return str(exc)
+    if exc.keyword is not None:
+        text = f"option {exc.keyword} needs a value"
+    elif argument.field_info.is_positional:
+        text = f"missing required argument {argument.field_info.name.upper()}"
+    else:
+        text = f"missing required option {argument.name}"
+    # Cyclopts stops at the first missing argument, before it reports unknown options:
+    # name those too, so that a typo is not reported as a missing option alone.
+    known = _option_names(exc.target)
+    unknown = [
+        token
+        for token in exc.unused_tokens or ()
+        if token.startswith("-") and token.split("=", 1)[0] not in known
+    ]
+    if unknown:
+        text += f"; unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+    if exc.command_chain:
+        text += f" (see usegrant-flows {' '.join(exc.command_chain)} --help)"
+    return text
 
 
 def _fail(message: object, status: int) -> int:
@@ -184,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_error=False,
             result_action="return_value",
         )
+    except MissingArgumentError as exc:
+        return _fail(_missing_message(exc), EXIT_CONFIGURATION)
     except CycloptsError as exc:
         return _fail(exc, EXIT_CONFIGURATION)
     except ConfigurationError as exc:

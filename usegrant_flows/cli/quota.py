@@ -6,7 +6,8 @@
 * ``quota show BLOCK...`` (or ``--all``) prints each block's budget and its limit as the
   Prefect server holds it.
 * ``quota plan FLEET_FILE`` prints what a fleet needs per key against the budgets, and
-  exits 2 when it does not fit (the same check a rotation makes before any request).
+  exits 3 when it does not fit (the same check a rotation makes before any request);
+  2 means the input is wrong (a missing block, a bad fleet file), as everywhere.
 
 Every command talks to the Prefect API of the current profile (``PREFECT_API_URL``).
 """
@@ -20,7 +21,11 @@ from cyclopts import App
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.quota.budget import Budget
 
-__all__ = ["app"]
+__all__ = ["EXIT_DOES_NOT_FIT", "app"]
+
+#: Exit status of ``quota plan`` for a fleet that needs more than its budgets: distinct
+#: from 2 (bad input) so that a script can tell "fix the file" from "fix the budget".
+EXIT_DOES_NOT_FIT = 3
 
 app = App(name="quota", help="Set up and inspect the API keys' request budgets.")
 
@@ -103,7 +108,10 @@ def show(*blocks: str, all_blocks: bool = False) -> int:
 
 @app.command
 def plan(fleet_file: str) -> int:
-    """Print what a fleet file needs per API key; exit 2 when it exceeds a budget.
+    """Print what a fleet file needs per API key; exit 3 when it exceeds a budget.
+
+    Exits 2 when the input is wrong: a missing or invalid fleet file, a credentials
+    block that does not exist.
 
     Args:
         fleet_file: A YAML or JSON fleet file (see ``usegrant_flows.rotation.fleet``).
@@ -119,5 +127,5 @@ def plan(fleet_file: str) -> int:
         print(key.summary() if key.fits else key.refusal())
     if not result.fits:
         print("usegrant-flows: the fleet does not fit its request budget", file=sys.stderr)
-        return 2
+        return EXIT_DOES_NOT_FIT
     return 0
