@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from usegrant_flows.api.clock import Clock
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.emulator.faults import SlidingWindowLimiter, max_in_sliding_window
 from usegrant_flows.quota.budget import (
@@ -82,14 +83,14 @@ def test_a_window_that_is_not_a_positive_number_is_refused(bad: float) -> None:
 
 def test_the_window_limiter_lets_the_whole_budget_go_at_once() -> None:
     clock = FakeClock()
-    limiter = WindowLimiter(Budget(5, 10.0), clock=clock)
+    limiter = WindowLimiter(Budget(5, 10.0), clock=Clock(monotonic=clock))
     assert [limiter.reserve() for _ in range(5)] == [0.0] * 5
 
 
 def test_the_window_limiter_schedules_the_next_request_when_the_oldest_leaves_the_window() -> None:
     clock = FakeClock()
     budget = Budget(2, 10.0)
-    limiter = WindowLimiter(budget, clock=clock)
+    limiter = WindowLimiter(budget, clock=Clock(monotonic=clock))
     limiter.reserve()
     clock.now += 3
     limiter.reserve()
@@ -100,7 +101,7 @@ def test_the_window_limiter_schedules_the_next_request_when_the_oldest_leaves_th
 
 def test_waiters_of_the_window_limiter_get_distinct_moments_in_arrival_order() -> None:
     clock = FakeClock()
-    limiter = WindowLimiter(Budget(1, 1.0), clock=clock)
+    limiter = WindowLimiter(Budget(1, 1.0), clock=Clock(monotonic=clock))
     waits = [limiter.reserve() for _ in range(4)]
     assert waits == sorted(waits)
     assert len(set(waits)) == 4
@@ -109,7 +110,7 @@ def test_waiters_of_the_window_limiter_get_distinct_moments_in_arrival_order() -
 def test_requests_let_through_by_the_window_limiter_never_draw_a_429_from_the_api_rule() -> None:
     clock = FakeClock()
     budget = Budget(7, 4.0)
-    limiter = WindowLimiter(budget, clock=clock)
+    limiter = WindowLimiter(budget, clock=Clock(monotonic=clock))
     api = SlidingWindowLimiter()
     for _ in range(60):
         moment = clock.now + limiter.reserve()

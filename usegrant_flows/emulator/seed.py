@@ -35,6 +35,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from usegrant_flows.api.checks import short_errors
 from usegrant_flows.api.errors import ConfigurationError
 
 __all__ = [
@@ -229,8 +230,5 @@ def load_seed(source: Seed | dict[str, Any] | str | Path | None) -> Seed:
     try:
         return Seed.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'seed'}: {err['msg']}"
-            for err in exc.errors(include_input=False)
-        )
+        problems = short_errors(exc, whole="seed", limit=10)
         raise ConfigurationError(f"invalid emulator seed: {problems}") from None

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from usegrant_flows.api.checks import short_errors
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.emulator.faults import Faults, pick_fault
 from usegrant_flows.emulator.keys import SigningKey
@@ -81,10 +82,7 @@ class EmulatorState:
             try:
                 faults = Faults.model_validate({**self._faults.model_dump(), **changes})
             except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc']) or 'faults'}: {err['msg']}"
-                    for err in exc.errors(include_input=False)
-                )
+                problems = short_errors(exc, whole="faults", limit=10)
                 raise ConfigurationError(f"invalid emulator faults: {problems}") from None
             self._faults = faults
             if random_seed is not None:

@@ -41,15 +41,13 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from usegrant_flows.api.clock import SYSTEM_CLOCK, Clock
 from usegrant_flows.api.errors import ConfigurationError
 
 __all__ = [
@@ -172,16 +170,16 @@ class WindowLimiter:
 
     Args:
         budget: The budget to keep.
-        clock: Monotonic clock in seconds (tests pass a fake one).
+        clock: Where time is read and waited for (tests pass a fake one).
 
     Example:
         >>> now = [0.0]
-        >>> limiter = WindowLimiter(Budget(2, window=10), clock=lambda: now[0])
+        >>> limiter = WindowLimiter(Budget(2, window=10), clock=Clock(monotonic=lambda: now[0]))
         >>> limiter.reserve(), limiter.reserve(), limiter.reserve()
         (0.0, 0.0, 10.5)
     """
 
-    def __init__(self, budget: Budget, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, budget: Budget, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.budget = budget
         self._span = budget.window + budget.slack
         self._clock = clock
@@ -192,7 +190,7 @@ class WindowLimiter:
     def reserve(self) -> float:
         """Take the next free moment and return the seconds to wait for it (>= 0)."""
         with self._lock:
-            now = self._clock()
+            now = self._clock.monotonic()
             log = self._log
             while log and log[0] <= now - self._span:
                 log.popleft()
@@ -207,13 +205,13 @@ class WindowLimiter:
         """Block until one more request may be sent."""
         wait = self.reserve()
         if wait > 0:
-            time.sleep(wait)
+            self._clock.sleep(wait)
 
     async def aacquire(self) -> None:
         """Wait (without blocking the event loop) until one more request may be sent."""
         wait = self.reserve()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._clock.asleep(wait)
 
 
 _local_lock = threading.Lock()
