@@ -216,3 +216,19 @@ def test_a_bad_startup_limit_is_one_line_with_exit_2(tmp_path: Path) -> None:
 
     assert proc.returncode == 2
     assert "positive number of seconds" in one_error_line(proc.stderr)
+
+
+def test_a_folder_that_cannot_be_made_is_one_line_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    proc = subprocess.run(
+        [sys.executable, "-m", "usegrant_flows.cli", "demo", str(tmp_path / "file" / "demo")],
+        cwd=tmp_path,
+        env=demo_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert proc.returncode == 2
+    assert "give it another folder" in one_error_line(proc.stderr)

@@ -339,7 +339,15 @@ def main(directory: Path = Path("demo")) -> int:
     try:
         if in_main_thread:
             previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (folder / "demo.log").touch(mode=0o600)
+        except OSError as exc:
+            raise DemoError(
+                f"cannot use {folder} for the demo ({exc.strerror or type(exc).__name__}); "
+                "give it another folder: usegrant-flows demo DIRECTORY",
+                EXIT_CONFIGURATION,
+            ) from None
         console.print(f"[bold]usegrant-flows demo[/] in {folder}", soft_wrap=True)
         _run(folder, console, phases)
     except DemoError as exc:
@@ -351,14 +359,13 @@ def main(directory: Path = Path("demo")) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted; the Prefect server was stopped", EXIT_INTERRUPTED)
     except Exception as exc:
+        # A bug, ours or a library's: the traceback goes to the log, for the report.
         log = folder / "demo.log"
+        where = "please report it"
         with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as file:
             file.write("".join(traceback.format_exception(exc)))
-        return _fail(
-            f"unexpected {type(exc).__name__}: {exc} (traceback in {log}; "
-            "please report it with that file)",
-            EXIT_FAILED,
-        )
+            where = f"traceback in {log}; please report it with that file"
+        return _fail(f"unexpected {type(exc).__name__}: {exc} ({where})", EXIT_FAILED)
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
