@@ -494,12 +494,14 @@ class JwksCache:
         self._transport = transport
         self._sets: dict[str, _KeySet] = {}
         self._discovered: dict[str, tuple[float, str]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
         #: Fetches made, by URL (discovery documents and JWK sets); for tests and stats.
         self.fetches: dict[str, int] = {}
 
     def _lock(self, url: str) -> asyncio.Lock:
-        return self._locks.setdefault(url, asyncio.Lock())
+        # Per event loop too: an asyncio lock must not be shared across loops.
+        loop = id(asyncio.get_running_loop())
+        return self._locks.setdefault((loop, url), asyncio.Lock())
 
     async def _fetch_json(self, url: str, what: str) -> Any:
         try:

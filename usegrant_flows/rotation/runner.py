@@ -105,6 +105,7 @@ class FleetRunner:
         self._blocks: dict[str, TokenSink] = {}
         self.jwks = jwks or JwksCache()
         self._key_sources: dict[str | None, tuple[str | None, str | None]] = {}
+        self._key_sources_lock = asyncio.Lock()  # one credentials load per name, not per target
 
     async def sinks_for(self, target: RotationTarget) -> list[TokenSink]:
         """Return the target's sink blocks, loading saved blocks once per run."""
@@ -185,16 +186,20 @@ class FleetRunner:
             client: Its API client (its ``base_url`` is used).
         """
         name = target.credentials
-        if name not in self._key_sources:
-            if name is None:
-                jwks_url = load_settings().jwks_url
-            else:
-                jwks_url = (await aload_credentials(name)).jwks_url
-            base = getattr(client, "base_url", None)
-            local = isinstance(base, str) and is_loopback(urlsplit(base).hostname or "")
-            discovery = base if jwks_url is None and local else None
-            self._key_sources[name] = (jwks_url, discovery)
-        return self._key_sources[name]
+        known = self._key_sources.get(name)
+        if known is not None:
+            return known
+        async with self._key_sources_lock:
+            if name not in self._key_sources:
+                if name is None:
+                    jwks_url = load_settings().jwks_url
+                else:
+                    jwks_url = (await aload_credentials(name)).jwks_url
+                base = getattr(client, "base_url", None)
+                local = isinstance(base, str) and is_loopback(urlsplit(base).hostname or "")
+                discovery = base if jwks_url is None and local else None
+                self._key_sources[name] = (jwks_url, discovery)
+            return self._key_sources[name]
 
     async def _verify(self, target: RotationTarget, client: Any, token: AccessToken) -> None:
         """Refuse a minted token that fails the target's checks (TokenVerificationError)."""
