@@ -592,3 +592,20 @@ def test_a_credentials_block_refuses_a_plain_http_jwks_url() -> None:
         UseGrantCredentials(api_key="k", jwks_url="http://keys.example/jwks")  # type: ignore[arg-type]
     block = UseGrantCredentials(api_key="k", jwks_url="")  # type: ignore[arg-type]
     assert block.jwks_url is None
+
+
+async def test_an_expired_token_leaves_the_old_valid_token_file_byte_for_byte(
+    make_token, tmp_path: Path, events
+) -> None:
+    from usegrant_flows.sinks import FileTokenSink
+
+    path = tmp_path / "t.jwt"
+    FileTokenSink(path=path).write(make_token(lifetime=200))  # valid, but due for refresh
+    before = path.read_bytes()
+    client = FakeClient(expired_token)
+    result = await ClientRunner(client, lock_dir=tmp_path / "locks").rotate(_file_target(path))
+    assert client.calls == 1
+    assert result.action is RotationAction.FAILED_BUT_VALID
+    assert path.read_bytes() == before
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
