@@ -19,11 +19,15 @@ if TYPE_CHECKING:
     from usegrant_flows.api.client import AsyncUseGrantClient, UseGrantClient
     from usegrant_flows.api.models import AccessToken
     from usegrant_flows.api.settings import UseGrantSettings
+    from usegrant_flows.aws_exchange import aexchange_aws_credentials, exchange_aws_credentials
     from usegrant_flows.credentials import UseGrantCredentials
     from usegrant_flows.sinks import (
+        AwsSecretsManagerTokenSink,
+        AwsSsmParameterTokenSink,
         FileTokenSink,
         KeyringTokenSink,
         SecretBlockSink,
+        VaultKvTokenSink,
         WebhookTokenSink,
     )
     from usegrant_flows.tasks import acreate_access_token, create_access_token
@@ -42,21 +46,31 @@ _LAZY: dict[str, str] = {
     "SecretBlockSink": "usegrant_flows.sinks",
     "WebhookTokenSink": "usegrant_flows.sinks",
     "KeyringTokenSink": "usegrant_flows.sinks",
+    "VaultKvTokenSink": "usegrant_flows.sinks",
+    "AwsSecretsManagerTokenSink": "usegrant_flows.sinks",
+    "AwsSsmParameterTokenSink": "usegrant_flows.sinks",
+    "exchange_aws_credentials": "usegrant_flows.aws_exchange",
+    "aexchange_aws_credentials": "usegrant_flows.aws_exchange",
 }
 
 __all__ = [
     "AccessToken",
     "AsyncUseGrantClient",
+    "AwsSecretsManagerTokenSink",
+    "AwsSsmParameterTokenSink",
     "FileTokenSink",
     "KeyringTokenSink",
     "SecretBlockSink",
     "UseGrantClient",
     "UseGrantCredentials",
     "UseGrantSettings",
+    "VaultKvTokenSink",
     "WebhookTokenSink",
     "__version__",
     "acreate_access_token",
+    "aexchange_aws_credentials",
     "create_access_token",
+    "exchange_aws_credentials",
 ]
 
 

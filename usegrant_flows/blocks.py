@@ -15,18 +15,24 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 
 from usegrant_flows.credentials import UseGrantCredentials
+from usegrant_flows.sinks.aws_secrets_manager import AwsSecretsManagerTokenSink
+from usegrant_flows.sinks.aws_ssm import AwsSsmParameterTokenSink
 from usegrant_flows.sinks.file import FileTokenSink
 from usegrant_flows.sinks.keyring import KeyringTokenSink
 from usegrant_flows.sinks.registry import SINK_KINDS
 from usegrant_flows.sinks.secret_block import SecretBlockSink
+from usegrant_flows.sinks.vault import VaultKvTokenSink
 from usegrant_flows.sinks.webhook import WebhookTokenSink
 
 __all__ = [
     "BLOCKS",
+    "AwsSecretsManagerTokenSink",
+    "AwsSsmParameterTokenSink",
     "FileTokenSink",
     "KeyringTokenSink",
     "SecretBlockSink",
     "UseGrantCredentials",
+    "VaultKvTokenSink",
     "WebhookTokenSink",
 ]
 

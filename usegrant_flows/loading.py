@@ -31,9 +31,14 @@ def _not_found_is_configuration(name: str, what: str, hint: str | None) -> Itera
         raise ConfigurationError(f"{message}: {hint}" if hint else message) from None
 
 
+def _loader(kind: type[Block], name: str) -> type[Block]:
+    # Only Block itself reads "slug/name"; a subclass takes the whole string as a name.
+    return Block if "/" in name else kind
+
+
 def _checked(block: Block, kind: type[B], name: str, what: str) -> B:
     if not isinstance(block, kind):
-        raise ConfigurationError(f"block '{name}' is not a {what}")
+        raise ConfigurationError(f"block '{name}' is not a {what.removesuffix(' block')}")
     return block
 
 
@@ -41,9 +46,9 @@ async def aload_block(kind: type[B], name: str, *, what: str, hint: str | None =
     """Load a saved block of ``kind`` by name.
 
     Args:
-        kind: The block class; ``Block`` itself (or an abstract base) takes a
-            ``"<block-type-slug>/<block-name>"`` reference.
-        name: The block's name (or reference, see ``kind``).
+        kind: The block class (an abstract base such as ``TokenSink`` is fine).
+        name: The block's name, or a ``"<block-type-slug>/<block-name>"`` reference
+            (Prefect resolves the slug; the block must still be a ``kind``).
         what: What the block is, in the user's words (``"credentials block"``).
         hint: What to do when it is missing, appended to the error.
 
@@ -51,12 +56,12 @@ async def aload_block(kind: type[B], name: str, *, what: str, hint: str | None =
         ConfigurationError: When no such block exists or it is not a ``kind``.
     """
     with _not_found_is_configuration(name, what, hint):
-        block = await kind.aload(name)
+        block = await _loader(kind, name).aload(name)
     return _checked(cast(Block, block), kind, name, what)
 
 
 def load_block(kind: type[B], name: str, *, what: str, hint: str | None = None) -> B:
     """Sync form of :func:`aload_block` (for CLIs and sync flows)."""
     with _not_found_is_configuration(name, what, hint):
-        block = kind.load(name, _sync=True)  # type: ignore[call-arg]
+        block = _loader(kind, name).load(name, _sync=True)  # type: ignore[call-arg]
     return _checked(cast(Block, block), kind, name, what)

@@ -22,6 +22,12 @@ Every HTTP attempt first takes a slot of the API key's request budget: the crede
 block's (see :mod:`usegrant_flows.quota.limiter`), or for the settings' key an in-process limit
 of UseGrant's default 1000 requests per hour.
 
+The tasks share one client per credentials within a process (sync) or event loop
+(async), so task runs reuse its connections instead of a handshake each
+(:func:`usegrant_flows.client_pool.task_client`); calls of one key also share its gate: a
+429 with ``Retry-After`` pauses them all, and a 401 fails the calls in flight, after
+which the next call starts with a fresh client.
+
 Both tasks use ``cache_policy=NO_CACHE`` and ``persist_result=False``: a token is
 never written to Prefect's result storage. They log the token's fingerprint, ``jti``
 and expiry only.
@@ -35,14 +41,11 @@ from uuid import UUID
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from pydantic import SecretStr
 
-from usegrant_flows.api.client import AsyncUseGrantClient, UseGrantClient
 from usegrant_flows.api.errors import is_transient
 from usegrant_flows.api.models import AccessToken
-from usegrant_flows.api.settings import load_settings
+from usegrant_flows.client_pool import atask_client, task_client
 from usegrant_flows.credentials import UseGrantCredentials
-from usegrant_flows.quota.budget import DEFAULT_BUDGET, WindowLimiter, local_limiter
 
 __all__ = [
     "TASK_RETRIES",
@@ -83,26 +86,6 @@ _TASK_OPTIONS: dict[str, Any] = {
     "retry_jitter_factor": TASK_RETRY_JITTER,
     "retry_condition_fn": retry_if_transient,
 }
-
-
-def _settings_key_and_limiter() -> tuple[SecretStr, WindowLimiter]:
-    """The settings' key and its in-process budget (UseGrant's default 1000 per hour)."""
-    key = load_settings().require_api_key()
-    return key, local_limiter(key.get_secret_value(), DEFAULT_BUDGET)
-
-
-def _client(credentials: UseGrantCredentials | None) -> UseGrantClient:
-    if credentials is not None:
-        return credentials.get_client()
-    key, limiter = _settings_key_and_limiter()
-    return UseGrantClient(api_key=key, limiter=limiter)
-
-
-def _async_client(credentials: UseGrantCredentials | None) -> AsyncUseGrantClient:
-    if credentials is not None:
-        return credentials.get_async_client()
-    key, limiter = _settings_key_and_limiter()
-    return AsyncUseGrantClient(api_key=key, limiter=limiter)
 
 
 def _log_minted(token: AccessToken) -> AccessToken:
@@ -169,15 +152,14 @@ def create_access_token(
         ...     len(mint())
         12
     """
-    with _client(usegrant_credentials) as client:
-        token = client.create_token(
-            provider_id,
-            client_id,
-            expires_in=expires_in,
-            use_jwt_type=use_jwt_type,
-            audience_as_array=audience_as_array,
-            force_default_domain=force_default_domain,
-        )
+    token = task_client(usegrant_credentials).create_token(
+        provider_id,
+        client_id,
+        expires_in=expires_in,
+        use_jwt_type=use_jwt_type,
+        audience_as_array=audience_as_array,
+        force_default_domain=force_default_domain,
+    )
     return _log_minted(token)
 
 
@@ -214,13 +196,13 @@ async def acreate_access_token(
         ...     len(asyncio.run(mint()))
         12
     """
-    async with _async_client(usegrant_credentials) as client:
-        token = await client.create_token(
-            provider_id,
-            client_id,
-            expires_in=expires_in,
-            use_jwt_type=use_jwt_type,
-            audience_as_array=audience_as_array,
-            force_default_domain=force_default_domain,
-        )
+    client = await atask_client(usegrant_credentials)
+    token = await client.create_token(
+        provider_id,
+        client_id,
+        expires_in=expires_in,
+        use_jwt_type=use_jwt_type,
+        audience_as_array=audience_as_array,
+        force_default_domain=force_default_domain,
+    )
     return _log_minted(token)

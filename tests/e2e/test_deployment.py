@@ -105,6 +105,13 @@ def test_rotate_tokens_is_deployed_with_its_schedule_and_fleet_file(
     ]
 
 
+def test_rotate_tokens_runs_one_at_a_time_across_workers(deployed: PrefectServer) -> None:
+    dep = deployment(deployed, "rotate-tokens")
+    assert dep["global_concurrency_limit"]["limit"] == 1
+    assert dep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    assert deployment(deployed, "mint-token")["global_concurrency_limit"] is None
+
+
 def test_mint_token_is_deployed_without_schedule(deployed: PrefectServer) -> None:
     dep = deployment(deployed, "mint-token")
     assert dep["schedules"] == [] and dep["work_pool_name"] == POOL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +11,7 @@ import pytest
 from prefect import flow
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 from prefect.states import Failed
 
 from usegrant_flows.api.errors import (
@@ -49,8 +51,21 @@ def _token_calls(emu: RunningEmulator) -> int:
 
 
 def _run_count(task_run_id: UUID) -> int:
+    """The task run's run count once the API has its final state.
+
+    Prefect 3 records task runs from events, written a moment after the flow returns:
+    poll (bounded) instead of reading once.
+    """
     with get_client(sync_client=True) as client:
-        return client.read_task_run(task_run_id).run_count
+        for _ in range(100):
+            try:
+                task_run = client.read_task_run(task_run_id)
+            except ObjectNotFound:
+                task_run = None
+            if task_run is not None and task_run.state is not None and task_run.state.is_final():
+                return task_run.run_count
+            time.sleep(0.1)
+    raise AssertionError(f"task run {task_run_id} has no final state after 10 s")
 
 
 def _failed_sync_run(emu: RunningEmulator, api_key: str | None = None, **kwargs: Any) -> UUID:

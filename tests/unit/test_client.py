@@ -680,23 +680,24 @@ async def test_the_async_client_repr_shows_where_it_points_not_its_key() -> None
 # --- logging ---------------------------------------------------------------------------------
 
 
-async def test_each_retry_is_logged_at_warning_with_status_and_attempt_number(
+async def test_a_call_logs_one_warning_for_its_retries_and_the_rest_at_debug(
     api: respx.MockRouter, mint: Mint, caplog: pytest.LogCaptureFixture
 ) -> None:
     api.post(TOKENS_URL).respond(503)
 
     with (
-        caplog.at_level(logging.WARNING, logger="usegrant_flows.api.client"),
+        caplog.at_level(logging.DEBUG, logger="usegrant_flows.api.client"),
         pytest.raises(ServerError),
     ):
         await mint()
 
     retries = [r for r in caplog.records if r.name == "usegrant_flows.api.client"]
-    assert [r.levelno for r in retries] == [logging.WARNING] * 4
+    assert [r.levelno for r in retries] == [logging.WARNING] + [logging.DEBUG] * 3
     messages = [r.getMessage() for r in retries]
     assert all("HTTP 503" in message for message in messages)
     for number, message in zip(range(2, 6), messages, strict=True):
         assert f"attempt {number}/5" in message
+    assert "up to 5 attempts within 30 s" in messages[0]
 
 
 async def test_a_connection_retry_is_logged_with_the_error_class(

@@ -12,10 +12,10 @@ import pytest
 
 from usegrant_flows.api.clock import Clock
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.plan import stagger_offset
 from usegrant_flows.rotation.policy import RotationAction
-from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.runner import FleetRunner
 
 P = "10000000-0000-4000-8000-000000000001"

@@ -8,13 +8,13 @@ a key pasted into the wrong place); they give its type and length instead.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from typing import cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
-import httpx
 from pydantic import SecretStr, ValidationError
 
 from usegrant_flows.api.errors import (
@@ -25,8 +25,10 @@ from usegrant_flows.api.errors import (
 )
 from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
 from usegrant_flows.api.retry import parse_retry_after
+from usegrant_flows.api.transport import Answer
 
 __all__ = [
+    "MAX_TOKEN_CHARS",
     "URL_RULE",
     "check_api_key",
     "check_base_url",
@@ -48,6 +50,9 @@ _CANONICAL_UUID = re.compile(
 _API_KEY = re.compile(r"^[\x21-\x7e]+$")
 _MAX_ERROR_MESSAGE = 300
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+#: Longest access token accepted, in characters (16 KiB); UseGrant's are under 2 KiB.
+MAX_TOKEN_CHARS = 16 * 1024
+_BARE_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 #: Where a key or a token may travel (see :func:`url_problem`).
 URL_RULE = "an https:// URL, or http:// to a loopback host (127.0.0.0/8, ::1, localhost)"
 
@@ -262,43 +267,65 @@ def _scrub(text: str, api_key: str) -> str:
     return text
 
 
-def parse_token_response(response: httpx.Response, api_key: str) -> AccessToken:
+def _json_of(answer: Answer) -> object:
+    """Return the body's JSON value, or raise ``ValueError`` saying why there is none."""
+    if answer.refused is not None:
+        raise ValueError(f"a body {answer.refused}")
+    try:
+        text = answer.body.decode("utf-8")  # strict: no replacement characters
+    except UnicodeDecodeError:
+        raise ValueError("a body that is not JSON (invalid UTF-8)") from None
+    try:
+        return json.loads(text)
+    except RecursionError:  # the C scanner recurses per nesting level
+        raise ValueError("a body that is not JSON we accept (nested too deeply)") from None
+    except ValueError:
+        raise ValueError("a body that is not JSON") from None
+
+
+def parse_token_response(answer: Answer, api_key: str) -> AccessToken:
     """Return the token of a 200 or 201 answer, or raise the matching error.
 
     Args:
-        response: The API's answer, body read.
+        answer: The API's answer, body read within the bounds of
+            :mod:`~usegrant_flows.api.transport`.
         api_key: The key the request carried, scrubbed out of any server message.
 
     Raises:
         UseGrantAPIError: For 4xx/5xx (the subclass matches the status), with the
             body's ``code`` and ``message`` when it is JSON, else a short description.
         InvalidResponseError: For any other status, or a 200/201 without a usable
-            token. The message never quotes the body or the token.
+            token: a body over 64 KiB, not UTF-8 JSON, nested too deeply, of the wrong
+            shape, a token that is not a bare JWT of at most 16 KiB, or a ``type`` other
+            than ``Bearer``. The message never quotes the body or the token.
     """
-    status = response.status_code
+    status = answer.status
     if status in (200, 201):
-        return _token_from(response)
+        return _token_from(answer)
     if 400 <= status <= 599:
-        raise _api_error(response, api_key)
+        raise _api_error(answer, api_key)
     raise InvalidResponseError(
         f"UseGrant API answered {status}; expected 201 (or 200) with a token"
     )
 
 
-def _token_from(response: httpx.Response) -> AccessToken:
-    status = response.status_code
+def _token_from(answer: Answer) -> AccessToken:
+    status = answer.status
     try:
-        data = response.json()
-    except ValueError:
-        raise InvalidResponseError(
-            f"UseGrant API answered {status} with a body that is not JSON"
-        ) from None
+        data = _json_of(answer)
+    except ValueError as exc:
+        raise InvalidResponseError(f"UseGrant API answered {status} with {exc}") from None
     if not isinstance(data, dict):
         raise InvalidResponseError(
             f"UseGrant API answered {status} with JSON that is not an object"
         )
+    problem = _token_problem(data)
+    if problem is not None:
+        raise InvalidResponseError(
+            f"UseGrant API answered {status} with an unusable token ({problem})"
+        )
     try:
-        return AccessToken.model_validate(data)
+        return AccessToken.model_validate({**data, "type": "Bearer"})
     except ValidationError as exc:
         # Never chain or quote the ValidationError: its text can hold input values.
         problems = short_errors(exc, whole="body")
@@ -307,12 +334,31 @@ def _token_from(response: httpx.Response) -> AccessToken:
         ) from None
 
 
-def _api_error(response: httpx.Response, api_key: str) -> UseGrantAPIError:
-    status = response.status_code
+def _token_problem(data: dict[str, object]) -> str | None:
+    """Say what makes a token answer unusable before the model sees it, if anything.
+
+    The model's own JWT check lets a trailing newline through (``$`` matches before
+    one), and a token goes into HTTP headers downstream: only the bare three-part
+    base64url form, of bounded size, is accepted here.
+    """
+    token = data.get("accessToken")
+    if isinstance(token, str):
+        if len(token) > MAX_TOKEN_CHARS:
+            return f"accessToken: longer than {MAX_TOKEN_CHARS} characters"
+        if not _BARE_JWT.fullmatch(token):
+            return "accessToken: not a bare JWT (three base64url parts and nothing else)"
+    kind = data.get("type", "Bearer")  # absent: the API's only type
+    if not isinstance(kind, str) or kind.lower() != "bearer":
+        return "type: not Bearer"
+    return None
+
+
+def _api_error(answer: Answer, api_key: str) -> UseGrantAPIError:
+    status = answer.status
     code: str | None = None
     message: str | None = None
     try:
-        data = response.json()
+        data = _json_of(answer)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -322,14 +368,16 @@ def _api_error(response: httpx.Response, api_key: str) -> UseGrantAPIError:
         if isinstance(raw_message, str):
             message = _scrub(raw_message, api_key) or None
     if message is None:
-        message = _describe_body(response)
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        message = _describe_body(answer)
+    retry_after = parse_retry_after(answer.headers.get("Retry-After"))
     return api_error_for_status(status, code, message, retry_after)
 
 
-def _describe_body(response: httpx.Response) -> str:
-    reason = response.reason_phrase or f"HTTP {response.status_code}"
-    if not response.content.strip():
+def _describe_body(answer: Answer) -> str:
+    reason = answer.reason or f"HTTP {answer.status}"
+    if answer.refused is not None:
+        return f"{reason} (a body {answer.refused}, not read)"
+    if not answer.body.strip():
         return f"{reason} (empty body)"
-    media = response.headers.get("Content-Type", "").split(";")[0].strip() or "unknown"
+    media = answer.headers.get("Content-Type", "").split(";")[0].strip() or "unknown"
     return f"{reason} (a {media} body without a UseGrant error code)"

@@ -1,13 +1,19 @@
 """Clients of the UseGrant token API: :class:`UseGrantClient`, :class:`AsyncUseGrantClient`.
 
-Both clients share one core (:class:`_ClientCore`) that validates arguments, builds the
-request, parses the answer, maps errors and decides retries; the sync and async classes
-only differ in how they send. This module never imports Prefect.
+Both clients share one core (:class:`~usegrant_flows.api.core.ClientCore`) that validates
+arguments, builds the request, parses the answer, maps errors and decides retries; the
+sync and async classes only differ in how they wait and send
+(:mod:`usegrant_flows.api.transport`). This module never imports Prefect.
+
+Every attempt is bounded as a whole: connect, send, headers and the entire body must
+be in within ``timeout`` seconds (never past the retry deadline), and a body over
+64 KiB is refused unread. A slow or endless answer is a timeout, retried like one.
 
 Retries follow :class:`RetryPolicy` (defaults: 5 attempts, 30 s in total, 0.5 s
-initial backoff, 8 s maximum backoff, full jitter, ``Retry-After`` honoured). Each
-retry is logged at WARNING on the ``usegrant_flows.api.client`` logger with the status or
-error class and the attempt number ("attempt 2/5"); never the key or the token.
+initial backoff, 8 s maximum backoff, full jitter, ``Retry-After`` honoured). A call's
+first retry is logged at WARNING on the ``usegrant_flows.api.client`` logger with the
+status or error class, the attempt number ("attempt 2/5") and how far retries may go;
+later retries log at DEBUG. Never the key or the token.
 
 Example:
     >>> from usegrant_flows.api.client import UseGrantClient
@@ -20,34 +26,28 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, Retrying
 
-from usegrant_flows._version import __version__
-from usegrant_flows.api import checks as _validation
-from usegrant_flows.api.errors import (
-    ConfigurationError,
-    InvalidResponseError,
-    UseGrantAPIError,
-    UseGrantConnectionError,
+from usegrant_flows.api import transport
+from usegrant_flows.api.core import (
+    ClientBase,
+    ClientCore,
+    PreparedCall,
+    RequestLimiter,
+    check_max_connections,
 )
 from usegrant_flows.api.gate import KeyGate
-from usegrant_flows.api.models import AccessToken, TokenRequest
-from usegrant_flows.api.retry import (
-    RetryPolicy,
-    async_retrying,
-    retrying,
-    set_testing,
-)
-from usegrant_flows.api.settings import load_settings
+from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.retry import RetryPolicy, set_testing
+from usegrant_flows.api.transport import CONNECTIONS_PER_ASYNC_POOL, USER_AGENT
 
 __all__ = [
+    "CONNECTIONS_PER_ASYNC_POOL",
+    "USER_AGENT",
     "AsyncUseGrantClient",
     "KeyGate",
     "RequestLimiter",
@@ -56,184 +56,8 @@ __all__ = [
     "set_testing",
 ]
 
-#: The ``User-Agent`` header sent with every request.
-USER_AGENT = f"usegrant-flows/{__version__}"
-#: Connections per httpx pool in the async client: httpx's AsyncClient slows down
-#: sharply with many connections in one pool (32 in one: ~330 req/s; 8 pools of 4:
-#: ~1,300 req/s on our 2-core machines).
-CONNECTIONS_PER_ASYNC_POOL = 4
 
-
-class RequestLimiter(Protocol):
-    """Something that paces requests (a quota budget, say).
-
-    The clients call :meth:`acquire` (sync) or :meth:`aacquire` (async) before every
-    HTTP attempt, retries included; the call may block until a request is allowed.
-    """
-
-    def acquire(self) -> None:
-        """Block until one more request may be sent."""
-
-    async def aacquire(self) -> None:
-        """Wait until one more request may be sent."""
-
-
-@dataclass
-class _PreparedRequest:
-    path: str
-    body: dict[str, Any]
-    started: float  # time.monotonic() when the call began
-    # Seconds spent waiting for the request budget: not part of the retry deadline.
-    waited: float = 0.0
-    # The gate's pause this call caused itself: its own retry wait covers it.
-    pause_seen: float = 0.0
-
-
-def _check_max_connections(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError("max_connections must be an integer >= 1")
-    return value
-
-
-class _ClientCore:
-    """Everything the sync and async clients share; it never does I/O itself."""
-
-    def __init__(
-        self,
-        api_key: str | SecretStr | None,
-        base_url: str | None,
-        timeout: float | None,
-        retry: RetryPolicy | None,
-        limiter: RequestLimiter | None,
-        gate: KeyGate | None,
-    ) -> None:
-        if api_key is None or base_url is None or timeout is None:
-            settings = load_settings()
-            if api_key is None:
-                api_key = settings.require_api_key()
-            base_url = settings.base_url if base_url is None else base_url
-            timeout = settings.timeout if timeout is None else timeout
-        self.api_key = _validation.check_api_key(api_key)
-        self.base_url = _validation.check_base_url(base_url)
-        self.timeout = _validation.check_timeout(timeout)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry must be a RetryPolicy or None")
-        self.retry = retry or RetryPolicy()
-        self.limiter = limiter
-        if gate is not None and not isinstance(gate, KeyGate):
-            raise ConfigurationError("gate must be a KeyGate or None")
-        self.gate = gate if gate is not None else KeyGate()
-
-    def prepare(
-        self,
-        provider_id: object,
-        client_id: object,
-        expires_in: object,
-        use_jwt_type: object,
-        audience_as_array: object,
-        force_default_domain: object,
-    ) -> _PreparedRequest:
-        """Validate the arguments and return the request to send (no I/O)."""
-        provider = _validation.check_uuid("provider_id", provider_id)
-        client = _validation.check_uuid("client_id", client_id)
-        body = TokenRequest(
-            expires_in=_validation.check_expires_in(expires_in),
-            use_jwt_type=_validation.check_flag("use_jwt_type", use_jwt_type),
-            audience_as_array=_validation.check_flag("audience_as_array", audience_as_array),
-            force_default_domain=_validation.check_flag(
-                "force_default_domain", force_default_domain
-            ),
-        ).to_body()
-        path = f"/v1/providers/{provider}/clients/{client}/tokens"
-        return _PreparedRequest(path=path, body=body, started=time.monotonic())
-
-    def time_left(self, prepared: _PreparedRequest) -> float:
-        """Seconds left of the call's retry deadline."""
-        return self.retry.deadline - (time.monotonic() - prepared.started - prepared.waited)
-
-    def build(
-        self, http: httpx.Client | httpx.AsyncClient, prepared: _PreparedRequest
-    ) -> httpx.Request:
-        """Build one attempt's request; its timeout never outlasts the retry deadline.
-
-        Time spent waiting for the request budget does not count against the deadline:
-        a mint queued behind the quota still gets its full timeout and retries.
-        """
-        remaining = self.time_left(prepared)
-        timeout = max(0.001, min(self.timeout, remaining))
-        return http.build_request(
-            "POST",
-            prepared.path,
-            json=prepared.body,
-            headers={
-                "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-                "Accept": "application/json",
-            },
-            timeout=timeout,
-        )
-
-    def connection_error(self, exc: httpx.HTTPError) -> UseGrantConnectionError:
-        """Describe a transport failure without anything secret in it."""
-        host = httpx.URL(self.base_url).host
-        return UseGrantConnectionError(
-            f"Could not reach the UseGrant API at {host} ({type(exc).__name__})"
-        )
-
-    def parse(self, response: httpx.Response, prepared: _PreparedRequest) -> AccessToken:
-        """Return the token of a 200/201 answer, or raise the matching error.
-
-        Error answers also go to the key gate: a 429 with ``Retry-After`` pauses every
-        request through it, a 401 stops them.
-        """
-        try:
-            return _validation.parse_token_response(response, self.api_key.get_secret_value())
-        except UseGrantAPIError as exc:
-            prepared.pause_seen = max(prepared.pause_seen, self.gate.observe(exc))
-            raise
-
-    def retrying(self, prepared: _PreparedRequest) -> Retrying:
-        """Return a fresh tenacity ``Retrying`` for one sync call."""
-        return retrying(self.retry, excluded=lambda: prepared.waited)
-
-    def async_retrying(self, prepared: _PreparedRequest) -> AsyncRetrying:
-        """Return a fresh tenacity ``AsyncRetrying`` for one async call."""
-        return async_retrying(self.retry, excluded=lambda: prepared.waited)
-
-    def describe(self, cls: type) -> str:
-        """Return the client's repr: where it points, never its key."""
-        return f"{cls.__name__}(base_url={self.base_url!r}, timeout={self.timeout})"
-
-
-class _ClientBase:
-    """What both clients expose of their shared core (read-only) and their repr."""
-
-    _core: _ClientCore
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._core.base_url
-
-    @property
-    def retry(self) -> RetryPolicy:
-        """The retry policy in force."""
-        return self._core.retry
-
-    @property
-    def limiter(self) -> RequestLimiter | None:
-        """The request limiter consulted before every attempt, if any."""
-        return self._core.limiter
-
-    @property
-    def gate(self) -> KeyGate:
-        """The key's pause/stop circuit this client consults."""
-        return self._core.gate
-
-    def __repr__(self) -> str:
-        return self._core.describe(type(self))
-
-
-class UseGrantClient(_ClientBase):
+class UseGrantClient(ClientBase):
     """Synchronous client of the UseGrant token API.
 
     One pooled :class:`httpx.Client` serves every call; use the client as a context
@@ -277,14 +101,9 @@ class UseGrantClient(_ClientBase):
         gate: KeyGate | None = None,
         max_connections: int = 10,
     ) -> None:
-        self._core = _ClientCore(api_key, base_url, timeout, retry, limiter, gate)
-        size = _check_max_connections(max_connections)
-        self._http = httpx.Client(
-            base_url=self._core.base_url,
-            headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            timeout=self._core.timeout,
-        )
+        self._core = ClientCore(api_key, base_url, timeout, retry, limiter, gate)
+        size = check_max_connections(max_connections)
+        self._http = transport.sync_pool(self._core.base_url, self._core.timeout, size)
 
     def create_token(
         self,
@@ -317,7 +136,7 @@ class UseGrantClient(_ClientBase):
             UseGrantConnectionError: The API could not be reached, after retries.
             InvalidResponseError: A 2xx answer without a usable token.
         """
-        prepared = self._core.prepare(
+        call = self._core.prepare(
             provider_id,
             client_id,
             expires_in,
@@ -325,26 +144,23 @@ class UseGrantClient(_ClientBase):
             audience_as_array,
             force_default_domain,
         )
-        token: AccessToken = self._core.retrying(prepared)(self._attempt, prepared)
+        token: AccessToken = self._core.retrying(call)(self._attempt, call)
         return token
 
-    def _attempt(self, prepared: _PreparedRequest) -> AccessToken:
-        gate = self._core.gate
-        gate.wait(self._core.time_left(prepared), seen=prepared.pause_seen)
-        if self._core.limiter is not None:
+    def _attempt(self, call: PreparedCall) -> AccessToken:
+        core, gate = self._core, self._core.gate
+        gate.wait(core.time_left(call), seen=call.pause_seen)
+        if core.limiter is not None:
             queued = time.monotonic()
-            self._core.limiter.acquire()
-            prepared.waited += time.monotonic() - queued
-            gate.wait(
-                self._core.time_left(prepared), seen=prepared.pause_seen
-            )  # a 429 may have come meanwhile
+            core.limiter.acquire()
+            call.waited += time.monotonic() - queued
+            gate.wait(core.time_left(call), seen=call.pause_seen)  # a 429 may have come
+        request, deadline = core.build(self._http, call)
         try:
-            response = self._http.send(self._core.build(self._http, prepared))
+            answer = transport.send(self._http, request, deadline)
         except httpx.TransportError as exc:
-            raise self._core.connection_error(exc) from exc
-        except httpx.DecodingError:
-            raise InvalidResponseError("UseGrant API answer could not be decoded") from None
-        return self._core.parse(response, prepared)
+            raise core.connection_error(exc) from exc
+        return core.parse(answer, call)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -362,7 +178,7 @@ class UseGrantClient(_ClientBase):
         self.close()
 
 
-class AsyncUseGrantClient(_ClientBase):
+class AsyncUseGrantClient(ClientBase):
     """Asynchronous client of the UseGrant token API, the mirror of :class:`UseGrantClient`.
 
     Concurrency is spread over several small httpx pools of at most 4 connections each;
@@ -401,22 +217,14 @@ class AsyncUseGrantClient(_ClientBase):
         gate: KeyGate | None = None,
         max_connections: int = 32,
     ) -> None:
-        self._core = _ClientCore(api_key, base_url, timeout, retry, limiter, gate)
-        total = _check_max_connections(max_connections)
+        self._core = ClientCore(api_key, base_url, timeout, retry, limiter, gate)
+        total = check_max_connections(max_connections)
         count = math.ceil(total / CONNECTIONS_PER_ASYNC_POOL)
         share, extra = divmod(total, count)
-        self._pools = [
-            httpx.AsyncClient(
-                base_url=self._core.base_url,
-                headers={"User-Agent": USER_AGENT},
-                limits=httpx.Limits(
-                    max_connections=share + (i < extra),
-                    max_keepalive_connections=share + (i < extra),
-                ),
-                timeout=self._core.timeout,
-            )
-            for i in range(count)
-        ]
+        self._sizes = [share + (i < extra) for i in range(count)]
+        # Pools are built on first use: a client minting one token at a time only
+        # ever needs the first, and building eight costs milliseconds each time.
+        self._pools: list[httpx.AsyncClient | None] = [None] * count
         self._in_flight = [0] * count
 
     @property
@@ -438,7 +246,7 @@ class AsyncUseGrantClient(_ClientBase):
 
         Same arguments, result and errors as :meth:`UseGrantClient.create_token`.
         """
-        prepared = self._core.prepare(
+        call = self._core.prepare(
             provider_id,
             client_id,
             expires_in,
@@ -446,36 +254,39 @@ class AsyncUseGrantClient(_ClientBase):
             audience_as_array,
             force_default_domain,
         )
-        token: AccessToken = await self._core.async_retrying(prepared)(self._attempt, prepared)
+        token: AccessToken = await self._core.async_retrying(call)(self._attempt, call)
         return token
 
-    async def _attempt(self, prepared: _PreparedRequest) -> AccessToken:
-        gate = self._core.gate
-        await gate.await_open(self._core.time_left(prepared), seen=prepared.pause_seen)
-        if self._core.limiter is not None:
+    async def _attempt(self, call: PreparedCall) -> AccessToken:
+        core, gate = self._core, self._core.gate
+        await gate.await_open(core.time_left(call), seen=call.pause_seen)
+        if core.limiter is not None:
             queued = time.monotonic()
-            await self._core.limiter.aacquire()
-            prepared.waited += time.monotonic() - queued
-            await gate.await_open(
-                self._core.time_left(prepared), seen=prepared.pause_seen
-            )  # a 429 may have come
+            await core.limiter.aacquire()
+            call.waited += time.monotonic() - queued
+            await gate.await_open(core.time_left(call), seen=call.pause_seen)  # a 429 may have come
+        # The least busy pool; ties go to the lowest index, so pools fill in order.
         index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
         pool = self._pools[index]
+        if pool is None:
+            pool = transport.async_pool(core.base_url, core.timeout, self._sizes[index])
+            self._pools[index] = pool
         self._in_flight[index] += 1
         try:
-            response = await pool.send(self._core.build(pool, prepared))
-        except httpx.TransportError as exc:
-            raise self._core.connection_error(exc) from exc
-        except httpx.DecodingError:
-            raise InvalidResponseError("UseGrant API answer could not be decoded") from None
+            request, deadline = core.build(pool, call)
+            answer = await transport.asend(pool, request, deadline)
+        except (httpx.TransportError, TimeoutError) as exc:
+            raise core.connection_error(exc) from exc
         finally:
             self._in_flight[index] -= 1
-        return self._core.parse(response, prepared)
+        return core.parse(answer, call)
 
     async def aclose(self) -> None:
         """Close every connection pool."""
-        for pool in self._pools:
-            await pool.aclose()
+        pools, self._pools = self._pools, [None] * len(self._pools)
+        for pool in pools:
+            if pool is not None:
+                await pool.aclose()
 
     async def __aenter__(self) -> AsyncUseGrantClient:
         return self

@@ -201,15 +201,35 @@ def _describe_failure(exc: BaseException | None) -> str:
 
 
 def _log_retry(policy: RetryPolicy) -> Callable[[RetryCallState], None]:
+    """Log one WARNING line per call (its first retry); later retries log at DEBUG.
+
+    An unreachable API used to print a warning per retry, four lines before the
+    error itself; the first line now says how far the retries may go.
+    """
+
     def before_sleep(retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
-        logger.warning(
-            "UseGrant request failed (%s); retrying in %.2f s, attempt %d/%d",
-            _describe_failure(outcome.exception() if outcome else None),
-            retry_state.upcoming_sleep,
-            retry_state.attempt_number + 1,
-            policy.max_attempts,
-        )
+        failure = _describe_failure(outcome.exception() if outcome else None)
+        number = retry_state.attempt_number + 1
+        if retry_state.attempt_number == 1:
+            logger.warning(
+                "UseGrant request failed (%s); retrying in %.2f s, attempt %d/%d "
+                "(up to %d attempts within %g s; later retries log at DEBUG)",
+                failure,
+                retry_state.upcoming_sleep,
+                number,
+                policy.max_attempts,
+                policy.max_attempts,
+                policy.deadline,
+            )
+        else:
+            logger.debug(
+                "UseGrant request failed (%s); retrying in %.2f s, attempt %d/%d",
+                failure,
+                retry_state.upcoming_sleep,
+                number,
+                policy.max_attempts,
+            )
 
     return before_sleep
 

@@ -60,6 +60,11 @@ app.command(
     name="quota",
     help="Show and manage the API key's request quota.",
 )
+app.command(
+    "usegrant_flows.cli.consumer:app",
+    name="consumer-config",
+    help="Print what the AWS, GCP or Azure SDK needs to read a target's token file.",
+)
 
 
 @token_app.command(name="create")

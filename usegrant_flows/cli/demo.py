@@ -25,7 +25,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,18 +70,13 @@ def _step(progress: Progress, text: str) -> Iterator[None]:
     progress.update(task, completed=1, description=f"[green]✓[/] {text}")
 
 
-def _load_rotate_tokens() -> Any:
-    """Load the deployment's own flow, ``flows/rotate_tokens.py``, from the checkout.
+def _run(flow_call: Awaitable[Any]) -> Any:
+    """Run one async flow call to its final state (flows return awaitables, not coroutines)."""
 
-    The library never imports the ``flows/`` folder (flows are the faces on top of it);
-    the demo loads the file the way a Prefect worker does, by entrypoint.
-    """
-    from prefect.flows import load_flow_from_entrypoint
+    async def run() -> Any:
+        return await flow_call
 
-    entrypoint = Path(__file__).resolve().parent.parent / "flows" / "rotate_tokens.py"
-    if not entrypoint.is_file():
-        raise SystemExit(f"the demo runs from a checkout of usegrant-flows: {entrypoint} not found")
-    return load_flow_from_entrypoint(f"{entrypoint}:rotate_tokens")
+    return asyncio.run(run())
 
 
 def main(directory: Path = Path("demo")) -> None:
@@ -103,9 +98,9 @@ def main(directory: Path = Path("demo")) -> None:
     from usegrant_flows.credentials import UseGrantCredentials
     from usegrant_flows.emulator import run_emulator
     from usegrant_flows.rotation.policy import RotationResult
+    from usegrant_flows.rotation.rotate_flow import rotate_tokens
     from usegrant_flows.sinks import FileTokenSink, SecretBlockSink
 
-    rotate_tokens = _load_rotate_tokens()
     console = Console()
     console.print(f"[bold]usegrant-flows demo[/] in {folder}")
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -133,7 +128,7 @@ def main(directory: Path = Path("demo")) -> None:
             )
         # Forced: tokens left by an earlier demo were signed by an earlier emulator's keys.
         with _step(progress, f"first run: mint {len(targets)} targets (forced)"):
-            first = asyncio.run(rotate_tokens(targets=targets, force=True, return_state=True))
+            first = _run(rotate_tokens(targets=targets, force=True, return_state=True))
         if not first.is_completed():
             progress.stop()
             console.print(f"[red]The rotation failed:[/] {first.message}")
@@ -157,7 +152,7 @@ def main(directory: Path = Path("demo")) -> None:
                 verified[target["name"]] = " / ".join(checks)
         emu.reset_stats()
         with _step(progress, "second run: every token is fresh"):
-            second = asyncio.run(rotate_tokens(targets=targets, return_state=True))
+            second = _run(rotate_tokens(targets=targets, return_state=True))
             again: list[RotationResult] = second.result()
         calls = int(emu.stats()["token_calls"]["total"])
 

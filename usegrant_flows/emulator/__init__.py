@@ -12,8 +12,9 @@ Example:
 
 from __future__ import annotations
 
-from usegrant_flows.emulator.app import TOKEN_ROUTE, EmulatorState, create_app
+from usegrant_flows.emulator.app import create_app
 from usegrant_flows.emulator.faults import Faults
+from usegrant_flows.emulator.routes import TOKEN_ROUTE
 from usegrant_flows.emulator.seed import (
     AWS_CLIENT_ID,
     AZURE_CLIENT_ID,
@@ -26,6 +27,7 @@ from usegrant_flows.emulator.seed import (
     load_seed,
 )
 from usegrant_flows.emulator.server import RunningEmulator, run_emulator
+from usegrant_flows.emulator.state import EmulatorState
 
 __all__ = [
     "AWS_CLIENT_ID",

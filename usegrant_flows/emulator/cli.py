@@ -9,8 +9,8 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from usegrant_flows.emulator.app import EmulatorState
-from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.emulator.state import EmulatorState
 
 __all__ = ["serve"]
 
@@ -70,7 +70,19 @@ def serve(
     rate_limit: int | None = None,
     rate_window: float = 3600.0,
     drop_rate: float = 0.0,
-    random_seed: Annotated[int | None, Parameter(show_default=False)] = None,
+    slow_body_rate: float = 0.0,
+    slow_body_interval_ms: float = 2000.0,
+    endless_body_rate: float = 0.0,
+    expired_rate: float = 0.0,
+    bad_signature_rate: float = 0.0,
+    alg_none_rate: float = 0.0,
+    oversize_rate: float = 0.0,
+    nested_rate: float = 0.0,
+    garbage_rate: float = 0.0,
+    stream_limit_s: float = 120.0,
+    random_seed: Annotated[
+        int | None, Parameter(name=["--random-seed", "--fault-seed"], show_default=False)
+    ] = None,
 ) -> None:
     """Run a local UseGrant API emulator that signs real ES256 JWTs.
 
@@ -93,7 +105,21 @@ def serve(
             default no limit.
         rate_window: Rate-limit window in seconds (sliding window log).
         drop_rate: Share of token requests closed without an answer, 0..1.
-        random_seed: Seed of the fault draws, for reproducible runs.
+        slow_body_rate: Share of token requests whose 201 body comes one byte every
+            slow_body_interval_ms, 0..1.
+        slow_body_interval_ms: Milliseconds between two bytes of a slow body, 1..600000.
+        endless_body_rate: Share of token requests whose 201 body never ends, 0..1.
+        expired_rate: Share of token requests given a token expired an hour ago, 0..1.
+        bad_signature_rate: Share of token requests given a token signed by a rogue key
+            under the real kid, 0..1.
+        alg_none_rate: Share of token requests given an unsigned alg=none token, 0..1.
+        oversize_rate: Share of token requests given a body over 2 MiB, 0..1.
+        nested_rate: Share of token requests given 100000 levels of nested JSON, 0..1.
+        garbage_rate: Share of token requests given a body that is not JSON, 0..1.
+        stream_limit_s: Seconds after which a slow or endless body is cut off,
+            0 < s <= 3600.
+        random_seed: Seed of the fault draws, for reproducible runs (all the *_rate
+            flags together must not exceed 1; one fault per request at most).
 
     Raises:
         SystemExit: A bad seed or fault setting, or the address cannot be bound.
@@ -118,6 +144,16 @@ def serve(
             rate_limit=rate_limit,
             rate_window=rate_window,
             drop_rate=drop_rate,
+            slow_body_rate=slow_body_rate,
+            slow_body_interval_ms=slow_body_interval_ms,
+            endless_body_rate=endless_body_rate,
+            expired_rate=expired_rate,
+            bad_signature_rate=bad_signature_rate,
+            alg_none_rate=alg_none_rate,
+            oversize_rate=oversize_rate,
+            nested_rate=nested_rate,
+            garbage_rate=garbage_rate,
+            stream_limit_s=stream_limit_s,
         )
         sock = bind_socket(host, port)
     except ConfigurationError as exc:

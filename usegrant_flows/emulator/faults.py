@@ -1,41 +1,111 @@
-"""Fault settings, the per-key rate limiter and the request counters of the emulator.
+"""The faults the emulator injects, and how one is picked for a token request.
 
 Faults apply to the token route only (``POST /v1/providers/.../tokens``) except the
 latency, which delays every answer but those of the ``/_emulator`` control routes.
-For each token request one number ``u`` is drawn from a seeded :class:`random.Random`:
-``u < drop_rate`` closes the connection without an answer; else
-``u < drop_rate + fail_rate`` answers ``fail_status``. Only then are the API key and the
-rate limit checked, as a proxy in front of the API would fail before the API counts the
-request.
 
-The rate limit is a **sliding window log** per API key: a request is admitted when fewer
-than ``rate_limit`` requests were admitted in the last ``rate_window`` seconds. A refused
-request is not logged (it does not use quota) and gets ``Retry-After`` = the seconds
-until the oldest admitted request leaves the window, rounded up to an integer (at
-least 1). Waiting exactly that long always frees a slot.
+**Picking.** For each token request one number ``u`` is drawn in [0, 1) from one seeded
+:class:`random.Random` (``random_seed``), so a seed and a request order give the same
+faults every run. The rates partition [0, 1) in the order of :data:`FAULT_RATES`: ``u``
+below ``drop_rate`` picks ``drop``, below ``drop_rate + fail_rate`` picks ``fail``, and
+so on; past the sum of all rates, no fault. A request gets at most one fault, so the
+rates must add up to at most 1.
 
-Example:
-    >>> limiter = SlidingWindowLimiter()
-    >>> limiter.acquire("k", limit=2, window=10.0, now=0.0)
-    >>> limiter.acquire("k", limit=2, window=10.0, now=1.0)
-    >>> limiter.acquire("k", limit=2, window=10.0, now=2.5)
-    8
-    >>> limiter.acquire("k", limit=2, window=10.0, now=10.0)
+**Proxy faults** strike before the API key and the rate limit are checked, as a proxy
+in front of the API would fail before the API counts the request:
+
+* ``drop`` (``drop_rate``, 0..1): the connection is closed without an answer.
+* ``fail`` (``fail_rate``, 0..1): the answer is ``fail_status`` (400..599).
+
+**Hostile faults** ("trust nothing from the wire") replace the ``201`` of a request that
+passed every check (API key, rate limit, path, body, provider and client), so the
+request uses quota and the client sees what a compromised or broken server would send.
+A request refused by a check gets its refusal and no fault; it is not counted as one.
+All answer ``201``:
+
+* ``slow_body`` (``slow_body_rate``, 0..1): headers at once with the ``Content-Length``
+  of a sound token body, then that body one byte every ``slow_body_interval_ms``
+  (1..600000 ms, default 2000), the first byte at once.
+* ``endless_body`` (``endless_body_rate``, 0..1): a chunked body ``{"accessToken":"``
+  followed by :data:`ENDLESS_CHUNK_BYTES` of ``a`` every
+  :data:`ENDLESS_CHUNK_INTERVAL_S` seconds (at most ~1.6 MB/s), forever.
+* ``expired`` (``expired_rate``, 0..1): a token signed by the provider's real key whose
+  ``exp`` and ``expiresAt`` are :data:`EXPIRED_BY_S` (3600 s) in the past.
+* ``bad_signature`` (``bad_signature_rate``, 0..1): a token with the real key's
+  ``kid`` signed by a rogue private key, so the JWKS does not verify it.
+* ``alg_none`` (``alg_none_rate``, 0..1): a token with the header ``{"alg":"none"}``
+  and an empty signature.
+* ``oversize`` (``oversize_rate``, 0..1): a soundly signed token padded with a claim of
+  :data:`OVERSIZE_PAD_BYTES` (2 MiB), a body far over 64 KiB.
+* ``nested`` (``nested_rate``, 0..1): a JSON body of :data:`NESTED_DEPTH` (100000)
+  nested arrays, ``[[[...]]]``.
+* ``garbage`` (``garbage_rate``, 0..1): a body that is not JSON (nor UTF-8), served as
+  ``application/json``.
+
+The two streamed faults stop when the client disconnects and, at the latest, after
+``stream_limit_s`` seconds (0 < s <= 3600, default 120), when the emulator aborts the
+connection. ``GET /_emulator/stats`` counts every injected fault in
+``faults_injected`` and the streams still running in ``active_streams``.
+
+The rate limiter and its helper live in :mod:`.limiter`; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict, deque
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Faults", "RequestStats", "SlidingWindowLimiter", "max_in_sliding_window"]
+from usegrant_flows.emulator.limiter import SlidingWindowLimiter, max_in_sliding_window
+
+__all__ = [
+    "ENDLESS_CHUNK_BYTES",
+    "ENDLESS_CHUNK_INTERVAL_S",
+    "EXPIRED_BY_S",
+    "FAULT_NAMES",
+    "FAULT_RATES",
+    "HOSTILE_FAULTS",
+    "NESTED_DEPTH",
+    "OVERSIZE_PAD_BYTES",
+    "Faults",
+    "SlidingWindowLimiter",
+    "max_in_sliding_window",
+    "pick_fault",
+]
+
+#: Fault name -> its rate field, in the order the rates partition [0, 1).
+FAULT_RATES: dict[str, str] = {
+    "drop": "drop_rate",
+    "fail": "fail_rate",
+    "slow_body": "slow_body_rate",
+    "endless_body": "endless_body_rate",
+    "expired": "expired_rate",
+    "bad_signature": "bad_signature_rate",
+    "alg_none": "alg_none_rate",
+    "oversize": "oversize_rate",
+    "nested": "nested_rate",
+    "garbage": "garbage_rate",
+}
+#: Every fault name, as counted in the stats' ``faults_injected``.
+FAULT_NAMES: tuple[str, ...] = tuple(FAULT_RATES)
+#: The faults that replace a ``201`` (see the module docstring).
+HOSTILE_FAULTS: frozenset[str] = frozenset(FAULT_NAMES) - {"drop", "fail"}
+#: Bytes of ``a`` per chunk of an endless body.
+ENDLESS_CHUNK_BYTES = 16 * 1024
+#: Seconds between two chunks of an endless body: bounds the emulator's CPU and the
+#: bandwidth one stream takes from a shared machine.
+ENDLESS_CHUNK_INTERVAL_S = 0.01
+#: Seconds in the past of an expired token's ``exp``.
+EXPIRED_BY_S = 3600
+#: Bytes of the padding claim of an oversize token.
+OVERSIZE_PAD_BYTES = 2 * 1024 * 1024
+#: Nesting depth of the nested-JSON body.
+NESTED_DEPTH = 100_000
+# Rates are floats: 0.7 + 0.2 + 0.1 must pass although it sums to 1.0000000000000002.
+_RATE_SLACK = 1e-9
 
 
 class Faults(BaseModel):
-    """Faults and limits the emulator injects.
+    """Faults and limits the emulator injects (see the module docstring).
 
     Attributes:
         latency_ms: Milliseconds added to every answer, 0..60000.
@@ -47,7 +117,23 @@ class Faults(BaseModel):
             limit (the real API allows 1000 per hour).
         rate_window: Length of the rate-limit window in seconds, > 0 (default 3600).
         drop_rate: Share of token requests whose connection is closed without an
-            answer, 0..1. ``fail_rate + drop_rate`` must not exceed 1.
+            answer, 0..1.
+        slow_body_rate: Share of token requests whose ``201`` body trickles, 0..1.
+        slow_body_interval_ms: Milliseconds between two bytes of a slow body,
+            1..600000 (default 2000).
+        endless_body_rate: Share of token requests whose ``201`` body never ends, 0..1.
+        expired_rate: Share of token requests given a token expired an hour ago, 0..1.
+        bad_signature_rate: Share of token requests given a token signed by a rogue
+            key under the real ``kid``, 0..1.
+        alg_none_rate: Share of token requests given an unsigned ``alg: none`` token,
+            0..1.
+        oversize_rate: Share of token requests given a body over 2 MiB, 0..1.
+        nested_rate: Share of token requests given 100000 levels of nested JSON, 0..1.
+        garbage_rate: Share of token requests given a body that is not JSON, 0..1.
+        stream_limit_s: Seconds after which a slow or endless body is cut off by
+            aborting the connection, 0 < s <= 3600 (default 120).
+
+    All ``*_rate`` fields together must not exceed 1.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,136 +144,48 @@ class Faults(BaseModel):
     rate_limit: int | None = Field(default=None, ge=1)
     rate_window: float = Field(default=3600.0, gt=0)
     drop_rate: float = Field(default=0.0, ge=0, le=1)
+    slow_body_rate: float = Field(default=0.0, ge=0, le=1)
+    slow_body_interval_ms: float = Field(default=2000.0, ge=1, le=600_000)
+    endless_body_rate: float = Field(default=0.0, ge=0, le=1)
+    expired_rate: float = Field(default=0.0, ge=0, le=1)
+    bad_signature_rate: float = Field(default=0.0, ge=0, le=1)
+    alg_none_rate: float = Field(default=0.0, ge=0, le=1)
+    oversize_rate: float = Field(default=0.0, ge=0, le=1)
+    nested_rate: float = Field(default=0.0, ge=0, le=1)
+    garbage_rate: float = Field(default=0.0, ge=0, le=1)
+    stream_limit_s: float = Field(default=120.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _rates_add_up(self) -> Faults:
-        if self.fail_rate + self.drop_rate > 1:
-            raise ValueError("fail_rate + drop_rate must not exceed 1")
+        rates = {field: getattr(self, field) for field in FAULT_RATES.values()}
+        total = math.fsum(rates.values())
+        if total > 1 + _RATE_SLACK:
+            named = " + ".join(f"{field}={rate:g}" for field, rate in rates.items() if rate)
+            raise ValueError(
+                f"the fault rates must add up to at most 1 (one fault per request), "
+                f"got {named} = {total:g}"
+            )
         return self
 
 
-class SlidingWindowLimiter:
-    """A sliding-window-log rate limiter keyed by API key (not thread-safe by itself)."""
-
-    def __init__(self) -> None:
-        self._log: dict[str, deque[float]] = defaultdict(deque)
-
-    def acquire(self, key: str, *, limit: int, window: float, now: float) -> int | None:
-        """Admit a request or tell how long to wait.
-
-        Args:
-            key: The API key (any hashable identity of the caller).
-            limit: Requests admitted per window, >= 1.
-            window: Window length in seconds.
-            now: The current monotonic time in seconds.
-
-        Returns:
-            ``None`` when admitted (and logged); else the integer seconds (>= 1)
-            until a slot frees.
-        """
-        log = self._log[key]
-        while log and log[0] <= now - window:
-            log.popleft()
-        if len(log) < limit:
-            log.append(now)
-            return None
-        # The (len - limit + 1)-th oldest entry must leave before a slot frees.
-        frees_at = log[len(log) - limit] + window
-        return max(1, math.ceil(frees_at - now))
-
-    def clear(self) -> None:
-        """Forget every admitted request."""
-        self._log.clear()
-
-
-def max_in_sliding_window(times: list[float], window: float) -> int:
-    """Return the most timestamps found in any half-open interval ``[t, t + window)``.
+def pick_fault(faults: Faults, draw: float) -> str | None:
+    """Map a draw to the fault it falls on (see the module docstring).
 
     Args:
-        times: Timestamps in seconds, ascending.
-        window: Interval length in seconds.
+        faults: The faults in force.
+        draw: A number in [0, 1).
+
+    Returns:
+        A name of :data:`FAULT_NAMES`, or ``None`` for a sound answer.
 
     Example:
-        >>> max_in_sliding_window([0.0, 1.0, 2.0, 10.0, 10.5], 5.0)
-        3
+        >>> faults = Faults(drop_rate=0.25, fail_rate=0.25, garbage_rate=0.25)
+        >>> [pick_fault(faults, u) for u in (0.1, 0.25, 0.49, 0.5, 0.74, 0.75)]
+        ['drop', 'fail', 'fail', 'garbage', 'garbage', None]
     """
-    best = 0
-    start = 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
-class RequestStats:
-    """Counters of the answered requests (not thread-safe by itself).
-
-    Attributes:
-        started: Monotonic time (seconds) of the last reset.
-    """
-
-    def __init__(self, now: float) -> None:
-        self.started = now
-        self.by_route: Counter[str] = Counter()
-        self.by_status: Counter[str] = Counter()
-        self.by_client: dict[str, Counter[str]] = defaultdict(Counter)
-        self.token_call_times: list[float] = []
-        self.tokens_issued = 0
-
-    def token_call(self, now: float) -> None:
-        """Record the arrival of a token request (any outcome, drops included)."""
-        self.token_call_times.append(now)
-
-    def answered(self, route: str, outcome: str, client_id: str | None) -> None:
-        """Record how a request ended.
-
-        Args:
-            route: The route template, e.g. ``GET /.well-known/jwks``.
-            outcome: The status as a string (``"201"``) or ``"dropped"``.
-            client_id: The ``clientId`` path parameter of a token request.
-        """
-        self.by_route[route] += 1
-        self.by_status[outcome] += 1
-        if client_id is not None:
-            self.by_client[client_id][outcome] += 1
-        if outcome in ("200", "201") and client_id is not None:
-            self.tokens_issued += 1
-
-    def snapshot(self, rate_window: float) -> dict[str, Any]:
-        """Return the counters as JSON-ready data.
-
-        Args:
-            rate_window: Window length in seconds for the per-window call counts.
-
-        Returns:
-            ``total``, ``by_route``, ``by_status``, ``by_client`` (client id ->
-            ``{"total", "by_status"}``), ``tokens_issued``, ``dropped`` and
-            ``token_calls``: ``{"rate_window", "total", "per_window"`` (counts in
-            consecutive fixed windows from the last reset), ``"max_in_any_window"``
-            (most calls in any sliding window of that length)``}``.
-        """
-        times = self.token_call_times
-        per_window: list[int] = []
-        if times:
-            windows = int((times[-1] - self.started) // rate_window) + 1
-            per_window = [0] * windows
-            for moment in times:
-                per_window[int((moment - self.started) // rate_window)] += 1
-        return {
-            "total": sum(self.by_route.values()),
-            "by_route": dict(self.by_route),
-            "by_status": dict(self.by_status),
-            "by_client": {
-                client: {"total": sum(counts.values()), "by_status": dict(counts)}
-                for client, counts in self.by_client.items()
-            },
-            "tokens_issued": self.tokens_issued,
-            "dropped": self.by_status.get("dropped", 0),
-            "token_calls": {
-                "rate_window": rate_window,
-                "total": len(times),
-                "per_window": per_window,
-                "max_in_any_window": max_in_sliding_window(times, rate_window),
-            },
-        }
+    bound = 0.0
+    for name, field in FAULT_RATES.items():
+        bound += getattr(faults, field)
+        if draw < bound:
+            return name
+    return None

@@ -61,6 +61,14 @@ class SigningKey:
         jwk = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
         return cls(kid=_thumbprint(jwk), private_key=private_key)
 
+    def impostor(self) -> SigningKey:
+        """Return a fresh private key under this key's ``kid``.
+
+        A token it signs names a key the JWKS publishes, yet fails verification: what
+        a forger without the real key would produce.
+        """
+        return SigningKey(kid=self.kid, private_key=ec.generate_private_key(ec.SECP256R1()))
+
     def public_jwk(self) -> dict[str, Any]:
         """Return the public key as a JWK with ``kid``, ``use`` and ``alg``."""
         jwk = ECAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)

@@ -35,7 +35,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from usegrant_flows.errors import ConfigurationError
+from usegrant_flows.api.errors import ConfigurationError
 
 __all__ = [
     "AWS_CLIENT_ID",

@@ -1,7 +1,7 @@
 """Run the emulator: in a background thread (:func:`run_emulator`) or in the foreground.
 
 The server is uvicorn (h11) with a protocol that can close a connection without an
-answer, which is how ``drop_rate`` works.
+answer, which is how ``drop_rate`` works and how slow or endless bodies are cut off.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from usegrant_flows.emulator.app import DROP_EXTENSION, EmulatorState, create_app
+from usegrant_flows.api.errors import ConfigurationError, UseGrantError
+from usegrant_flows.emulator.answers import DROP_EXTENSION
+from usegrant_flows.emulator.app import create_app
 from usegrant_flows.emulator.faults import Faults
 from usegrant_flows.emulator.seed import Seed, load_seed
-from usegrant_flows.errors import ConfigurationError, UseGrantError
+from usegrant_flows.emulator.state import EmulatorState
 
 __all__ = ["RunningEmulator", "bind_socket", "build_server", "make_state", "run_emulator"]
 
@@ -91,6 +93,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _EmulatorServer(uvicorn.Server):
+    """uvicorn's server, telling slow and endless bodies to end as it shuts down."""
+
+    def __init__(self, config: uvicorn.Config, state: EmulatorState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Else open streams hold the shutdown for the whole graceful timeout (5 s).
+        self._state.close()
+        await super().shutdown(sockets)
+
+
 def build_server(state: EmulatorState) -> uvicorn.Server:
     """Return a uvicorn server for the emulator app (quiet: warnings only, no access log)."""
     config = uvicorn.Config(
@@ -103,7 +118,7 @@ def build_server(state: EmulatorState) -> uvicorn.Server:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    return uvicorn.Server(config)
+    return _EmulatorServer(config, state)
 
 
 class RunningEmulator:
@@ -144,8 +159,10 @@ class RunningEmulator:
 
         Args:
             random_seed: When given, re-seed the fault draws.
-            **faults: ``latency_ms``, ``fail_rate``, ``fail_status``, ``rate_limit``,
-                ``rate_window``, ``drop_rate``.
+            **faults: :class:`~usegrant_flows.emulator.faults.Faults` fields:
+                ``latency_ms``, ``fail_rate``, ``fail_status``, ``rate_limit``,
+                ``rate_window``, ``drop_rate``, the hostile ``*_rate`` fields,
+                ``slow_body_interval_ms`` and ``stream_limit_s``.
 
         Returns:
             The faults now in force.
@@ -178,6 +195,16 @@ def run_emulator(
     rate_limit: int | None = None,
     rate_window: float = 3600.0,
     drop_rate: float = 0.0,
+    slow_body_rate: float = 0.0,
+    slow_body_interval_ms: float = 2000.0,
+    endless_body_rate: float = 0.0,
+    expired_rate: float = 0.0,
+    bad_signature_rate: float = 0.0,
+    alg_none_rate: float = 0.0,
+    oversize_rate: float = 0.0,
+    nested_rate: float = 0.0,
+    garbage_rate: float = 0.0,
+    stream_limit_s: float = 120.0,
     random_seed: int | None = None,
 ) -> Iterator[RunningEmulator]:
     """Run the emulator on a free 127.0.0.1 port in a background thread.
@@ -194,7 +221,21 @@ def run_emulator(
         rate_limit: Requests per API key per ``rate_window``; ``None`` for no limit.
         rate_window: Rate-limit window in seconds (default 3600).
         drop_rate: Share of token requests closed without an answer, 0..1.
-        random_seed: Seed of the fault draws, for reproducible runs.
+        slow_body_rate: Share of token requests whose 201 body comes one byte every
+            ``slow_body_interval_ms``, 0..1.
+        slow_body_interval_ms: Milliseconds between two bytes of a slow body, 1..600000.
+        endless_body_rate: Share of token requests whose 201 body never ends, 0..1.
+        expired_rate: Share of token requests given a token expired an hour ago, 0..1.
+        bad_signature_rate: Share of token requests given a token signed by a rogue key
+            under the real ``kid``, 0..1.
+        alg_none_rate: Share of token requests given an ``alg: none`` token, 0..1.
+        oversize_rate: Share of token requests given a body over 2 MiB, 0..1.
+        nested_rate: Share of token requests given 100000 levels of nested JSON, 0..1.
+        garbage_rate: Share of token requests given a body that is not JSON, 0..1.
+        stream_limit_s: Seconds after which a slow or endless body is cut off,
+            0 < s <= 3600.
+        random_seed: Seed of the fault draws, for reproducible runs. All ``*_rate``
+            fields together must not exceed 1 (see :mod:`.faults`).
 
     Yields:
         The :class:`RunningEmulator`.
@@ -221,6 +262,16 @@ def run_emulator(
         rate_limit=rate_limit,
         rate_window=rate_window,
         drop_rate=drop_rate,
+        slow_body_rate=slow_body_rate,
+        slow_body_interval_ms=slow_body_interval_ms,
+        endless_body_rate=endless_body_rate,
+        expired_rate=expired_rate,
+        bad_signature_rate=bad_signature_rate,
+        alg_none_rate=alg_none_rate,
+        oversize_rate=oversize_rate,
+        nested_rate=nested_rate,
+        garbage_rate=garbage_rate,
+        stream_limit_s=stream_limit_s,
     )
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from prefect.blocks.core import Block
 from prefect.events import emit_event
 from prefect.settings import PREFECT_HOME
 
@@ -116,11 +115,7 @@ class FleetRunner:
                 continue
             sink = self._blocks.get(spec.block)
             if sink is None:
-                # Loaded through Block: only Block itself resolves a "<slug>/<name>"
-                # reference (a subclass such as TokenSink looks under its own slug).
-                loaded = await aload_block(Block, spec.block, what="sink block")
-                if not isinstance(loaded, TokenSink):
-                    raise ConfigurationError(f"block '{spec.block}' is not a token sink")
+                loaded = await aload_block(TokenSink, spec.block, what="token sink block")
                 sink = self._blocks.setdefault(spec.block, loaded)
             sinks.append(sink)
         return sinks

@@ -41,10 +41,13 @@ from pydantic import (
 
 from usegrant_flows.api.checks import short_errors
 from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.sinks.aws_secrets_manager import AwsSecretsManagerTokenSink
+from usegrant_flows.sinks.aws_ssm import AwsSsmParameterTokenSink
 from usegrant_flows.sinks.base import TokenSink
 from usegrant_flows.sinks.file import FileTokenSink
 from usegrant_flows.sinks.keyring import KeyringTokenSink
 from usegrant_flows.sinks.secret_block import SecretBlockSink
+from usegrant_flows.sinks.vault import VaultKvTokenSink
 from usegrant_flows.sinks.webhook import WebhookTokenSink
 
 __all__ = [
@@ -59,7 +62,16 @@ __all__ = [
 #: Every sink kind, by its fleet ``type``. Kinds with a required secret field (the
 #: webhook's URL) can only be named as saved blocks.
 SINK_KINDS: dict[str, type[TokenSink]] = {
-    cls.kind: cls for cls in (FileTokenSink, SecretBlockSink, KeyringTokenSink, WebhookTokenSink)
+    cls.kind: cls
+    for cls in (
+        FileTokenSink,
+        SecretBlockSink,
+        KeyringTokenSink,
+        WebhookTokenSink,
+        VaultKvTokenSink,
+        AwsSecretsManagerTokenSink,
+        AwsSsmParameterTokenSink,
+    )
 }
 
 

@@ -1,0 +1,93 @@
+"""Checks and error text shared by the sinks that talk to a remote secret store.
+
+Nothing here imports an SDK: the Vault and AWS sinks import theirs inside methods.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+__all__ = ["ENDPOINT_RULE", "check_endpoint", "origin_of", "scrub"]
+
+#: What an endpoint URL may be: the token travels to it.
+ENDPOINT_RULE = (
+    "an https:// URL, or http:// to a loopback host (127.0.0.0/8, ::1, localhost), "
+    "without user info, query or fragment"
+)
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_MAX_DETAIL = 200
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(name: str, value: str) -> str:
+    """Return ``value`` without a trailing slash after checking where it points.
+
+    Args:
+        name: The field's name, for the message.
+        value: An absolute URL.
+
+    Raises:
+        ValueError: Naming the field and the allowed forms (never quoting the value).
+
+    Example:
+        >>> check_endpoint("url", "http://127.0.0.1:8200/")
+        'http://127.0.0.1:8200'
+    """
+    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError(f"{name} must be {ENDPOINT_RULE}; it is empty or contains whitespace")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"{name} must be {ENDPOINT_RULE}; it is not a URL") from None
+    problem = None
+    if parts.scheme not in ("https", "http"):
+        problem = "the scheme is not http(s)"
+    elif not host:
+        problem = "it has no host"
+    elif parts.scheme == "http" and not _is_loopback(host):
+        problem = "plain http is only allowed to a loopback host"
+    elif parts.username is not None or parts.password is not None:
+        problem = "it contains user info"
+    elif parts.query or parts.fragment or "?" in value or "#" in value:
+        problem = "it contains a query or fragment"
+    if problem:
+        raise ValueError(f"{name} must be {ENDPOINT_RULE}; {problem}")
+    return value.rstrip("/")
+
+
+def origin_of(url: str) -> str:
+    """Return ``scheme://host[:port]`` of a checked URL (for descriptions).
+
+    Example:
+        >>> origin_of("https://vault.example.com:8200/x")
+        'https://vault.example.com:8200'
+    """
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def scrub(text: object) -> str:
+    """Return server-provided text on one line, JWT-shaped parts removed, at most 200 chars.
+
+    Example:
+        >>> scrub("bad  token eyJa.eyJb.c   here")
+        'bad token [redacted JWT] here'
+    """
+    cleaned = _JWT_LIKE.sub("[redacted JWT]", str(text))
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > _MAX_DETAIL:
+        cleaned = cleaned[: _MAX_DETAIL - 3] + "..."
+    return cleaned
