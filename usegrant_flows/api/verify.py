@@ -301,6 +301,8 @@ MAX_TOKEN_BYTES = 16 * 1024
 EXPIRY_TOLERANCE = 5.0
 #: Most seconds ``iat`` / ``nbf`` may lie in the future (clock skew between machines).
 CLOCK_SKEW = 60.0
+#: Fewest bits of an RSA signing key accepted.
+MIN_RSA_BITS = 2048
 #: Seconds one discovery or JWKS fetch may take in total (connect, headers and body).
 MINTED_FETCH_TIMEOUT = 5.0
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -696,6 +698,12 @@ def _check_signature(
         key = jwt.PyJWK(jwk, algorithm=algorithm)
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         raise TokenVerificationError(f"its key in the JWKS at {url} is not usable") from None
+    bits = getattr(key.key, "key_size", None)
+    if kty == "RSA" and isinstance(bits, int) and bits < MIN_RSA_BITS:
+        # A short RSA key can be factored: its signature proves nothing.
+        raise TokenVerificationError(
+            f"its RSA key in the JWKS at {url} has {bits} bits (fewer than {MIN_RSA_BITS})"
+        )
     try:
         jwt.PyJWS().decode_complete(
             token.access_token.get_secret_value(), key.key, algorithms=[algorithm]
