@@ -609,3 +609,25 @@ async def test_an_expired_token_leaves_the_old_valid_token_file_byte_for_byte(
     assert path.read_bytes() == before
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+async def test_a_short_lifetime_asked_for_is_delivered_despite_the_margin(
+    tmp_path: Path, events
+) -> None:
+    # 60 s asked for, 300 s renew_before: the margin is capped at half the lifetime.
+    sinks = [FakeSink("a", None)]
+    client = FakeClient(lambda: ISSUER.mint(lifetime=60))
+    result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path), target(expires_in=60))
+    assert result.action is RotationAction.MINTED and sinks[0].writes == 1
+
+
+async def test_a_token_shorter_than_the_margin_the_target_did_not_ask_for_is_refused(
+    tmp_path: Path, events
+) -> None:
+    # 3600 s asked for, but the API answered with 200 s: due at once, written nowhere.
+    sinks = [FakeSink("a", None)]
+    client = FakeClient(lambda: ISSUER.mint(lifetime=200))
+    runner = Runner({"aws": sinks}, client, lock_dir=tmp_path)
+    result = await rotate(runner, target(expires_in=3600))
+    assert result.action is RotationAction.FAILED and sinks[0].writes == 0
+    assert result.reason is not None and "renew_before (300 s)" in result.reason
