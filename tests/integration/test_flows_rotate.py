@@ -356,3 +356,42 @@ async def test_a_fifo_at_a_token_path_fails_the_target_without_a_request(
     assert state.is_failed()
     assert "named pipe (FIFO)" in (state.message or "")
     assert token_calls(emu) == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("expired_rate", "expires at"),
+        ("bad_signature_rate", "signature does not verify"),
+        ("alg_none_rate", "algorithm 'none' is refused"),
+        ("oversize_rate", ""),  # refused by the client's body cap or by the 16 KiB check
+        ("nested_rate", ""),
+        ("garbage_rate", ""),
+    ],
+)
+async def test_a_hostile_emulator_token_is_written_nowhere(
+    emu: RunningEmulator, credentials: str, tmp_path: Path, fault: str, reason: str
+) -> None:
+    [first, *_] = fleet(emu, tmp_path, credentials)
+    assert (await run(targets=[first])).is_completed()
+    path = Path(first["sinks"][0]["path"])
+    before = path.read_bytes()
+    emu.set_faults(**{fault: 1.0})
+    state = await run(targets=[first], force=True)
+    [result] = await state.result()
+    assert result.action.value == "failed_but_valid"
+    assert reason in (result.reason or "")
+    assert path.read_bytes() == before
+
+
+async def test_claims_mode_accepts_the_emulators_rogue_signature_but_not_its_expired_token(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    [first, *_] = fleet(emu, tmp_path, credentials)
+    target = {**first, "verify": "claims"}
+    emu.set_faults(bad_signature_rate=1.0)
+    [signed_by_a_rogue] = await (await run(targets=[target], force=True)).result()
+    assert signed_by_a_rogue.action.value == "minted"
+    emu.set_faults(bad_signature_rate=0.0, expired_rate=1.0)
+    [expired] = await (await run(targets=[target], force=True)).result()
+    assert expired.action.value == "failed_but_valid"

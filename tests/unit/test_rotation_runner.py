@@ -150,11 +150,11 @@ def target(
     client: str = "20000000-0000-4000-8000-000000000001",
     **fields: Any,
 ) -> RotationTarget:
+    fields = {"credentials": "prod", **fields}
     return RotationTarget(
         name=name,
         provider_id=P,
         client_id=client,
-        credentials="prod",
         sinks=[{"type": "file", "path": "/unused"}],
         **fields,
     )
@@ -546,3 +546,88 @@ async def test_a_refused_token_leaks_nowhere(
     haystack = result.model_dump_json() + repr(events) + caplog.text + result.to_markdown()
     assert find_secret(haystack, token.access_token.get_secret_value()) == []
     assert token.fingerprint in (result.reason or "")  # named by fingerprint only
+
+
+class _At:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+
+async def test_keys_come_from_usegrant_jwks_url_for_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USEGRANT_JWKS_URL", "https://keys.example/jwks.json")
+    runner = FleetRunner(lock_dir=tmp_path)
+    source = await runner.key_source(target(credentials=None), _At("http://127.0.0.1:9"))
+    assert source == ("https://keys.example/jwks.json", None)
+
+
+async def test_a_loopback_api_is_asked_for_discovery_itself(tmp_path: Path) -> None:
+    runner = FleetRunner(lock_dir=tmp_path)
+    source = await runner.key_source(target(credentials=None), _At("http://127.0.0.1:9"))
+    assert source == (None, "http://127.0.0.1:9")
+
+
+async def test_a_remote_api_leaves_discovery_to_the_tokens_issuer(tmp_path: Path) -> None:
+    runner = FleetRunner(lock_dir=tmp_path)
+    source = await runner.key_source(target(credentials=None), _At("https://sdk.usegrant.dev"))
+    assert source == (None, None)
+
+
+def test_a_plain_http_usegrant_jwks_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from usegrant_flows.api.errors import ConfigurationError
+    from usegrant_flows.api.settings import load_settings
+
+    monkeypatch.setenv("USEGRANT_JWKS_URL", "http://keys.example/jwks.json")
+    with pytest.raises(ConfigurationError, match="USEGRANT_JWKS_URL"):
+        load_settings()
+
+
+def test_a_credentials_block_refuses_a_plain_http_jwks_url() -> None:
+    from pydantic import ValidationError
+
+    from usegrant_flows.credentials import UseGrantCredentials
+
+    with pytest.raises(ValidationError, match="jwks_url must be an https"):
+        UseGrantCredentials(api_key="k", jwks_url="http://keys.example/jwks")  # type: ignore[arg-type]
+    block = UseGrantCredentials(api_key="k", jwks_url="")  # type: ignore[arg-type]
+    assert block.jwks_url is None
+
+
+async def test_an_expired_token_leaves_the_old_valid_token_file_byte_for_byte(
+    make_token, tmp_path: Path, events
+) -> None:
+    from usegrant_flows.sinks import FileTokenSink
+
+    path = tmp_path / "t.jwt"
+    FileTokenSink(path=path).write(make_token(lifetime=200))  # valid, but due for refresh
+    before = path.read_bytes()
+    client = FakeClient(expired_token)
+    result = await ClientRunner(client, lock_dir=tmp_path / "locks").rotate(_file_target(path))
+    assert client.calls == 1
+    assert result.action is RotationAction.FAILED_BUT_VALID
+    assert path.read_bytes() == before
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+async def test_a_short_lifetime_asked_for_is_delivered_despite_the_margin(
+    tmp_path: Path, events
+) -> None:
+    # 60 s asked for, 300 s renew_before: the margin is capped at half the lifetime.
+    sinks = [FakeSink("a", None)]
+    client = FakeClient(lambda: ISSUER.mint(lifetime=60))
+    result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path), target(expires_in=60))
+    assert result.action is RotationAction.MINTED and sinks[0].writes == 1
+
+
+async def test_a_token_shorter_than_the_margin_the_target_did_not_ask_for_is_refused(
+    tmp_path: Path, events
+) -> None:
+    # 3600 s asked for, but the API answered with 200 s: due at once, written nowhere.
+    sinks = [FakeSink("a", None)]
+    client = FakeClient(lambda: ISSUER.mint(lifetime=200))
+    runner = Runner({"aws": sinks}, client, lock_dir=tmp_path)
+    result = await rotate(runner, target(expires_in=3600))
+    assert result.action is RotationAction.FAILED and sinks[0].writes == 0
+    assert result.reason is not None and "renew_before (300 s)" in result.reason

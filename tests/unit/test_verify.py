@@ -451,3 +451,23 @@ def issuer_b64(data: dict[str, Any]) -> str:
 
 def test_discovery_url_constant_is_where_the_issuer_serves_discovery() -> None:
     assert DISCOVERY_URL.endswith("/.well-known/openid-configuration")
+
+
+@pytest.mark.filterwarnings("ignore:The RSA key is 1024 bits long")  # signing the short key
+@pytest.mark.parametrize(("bits", "accepted"), [(1024, False), (2048, True)])
+async def test_rsa_keys_shorter_than_2048_bits_are_refused(bits: int, accepted: bool) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key())), "kid": "r1"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"keys": [jwk]}))
+    claims = Issuer().claims()
+    raw = jwt.encode(claims, private, algorithm="PS256", headers={"kid": "r1"})
+    token = Issuer().mint(raw=raw, expires_at=claims["exp"])
+    keys = JwksCache(transport=transport)
+    verify = averify_minted(token, now=now_utc(), renew_before=300, keys=keys, jwks_url=ISSUER_JWKS)
+    if accepted:
+        await verify
+    else:
+        with pytest.raises(TokenVerificationError, match="has 1024 bits"):
+            await verify

@@ -27,6 +27,7 @@ __all__ = [
     "KEY_TYPES",
     "MAX_TOKEN_BYTES",
     "MINTED_FETCH_TIMEOUT",
+    "MIN_RSA_BITS",
     "MintedToken",
     "VerifyMode",
     "check_minted",
@@ -43,6 +44,8 @@ MAX_TOKEN_BYTES = 16 * 1024
 EXPIRY_TOLERANCE = 5.0
 #: Most seconds ``iat`` / ``nbf`` may lie in the future (clock skew between machines).
 CLOCK_SKEW = 60.0
+#: Fewest bits of an RSA signing key accepted.
+MIN_RSA_BITS = 2048
 #: Seconds one discovery or JWKS fetch may take in total (connect, headers and body).
 MINTED_FETCH_TIMEOUT = 5.0
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -104,8 +107,8 @@ def check_minted(token: AccessToken, *, now: datetime, renew_before: float) -> M
 
     The checks, in order (the first that fails is reported): at most
     :data:`MAX_TOKEN_BYTES` (checked first, so nothing larger is decoded further);
-    three non-empty base64url parts; an asymmetric ``alg`` (never ``none`` nor
-    ``HS*``); a numeric ``exp`` later than ``now + renew_before`` (a token already due
+    three base64url parts; an asymmetric ``alg`` (never ``none`` nor ``HS*``); a
+    non-empty signature; a numeric ``exp`` later than ``now + renew_before`` (a token already due
     for refresh is no improvement); ``exp`` within :data:`EXPIRY_TOLERANCE` seconds of
     the API's ``expiresAt``; ``iat`` and ``nbf``, when present, numeric and at most
     :data:`CLOCK_SKEW` seconds in the future; ``sub`` and ``aud`` present and non-empty.
@@ -142,9 +145,7 @@ def check_minted(token: AccessToken, *, now: datetime, renew_before: float) -> M
     parts = raw.split(".")
     if len(parts) != 3 or not all(_B64URL.match(part) for part in parts[:2]):
         raise refuse("it is not three base64url parts")
-    if not parts[2]:
-        raise refuse("it has no signature")
-    if not _B64URL.match(parts[2]):
+    if parts[2] and not _B64URL.match(parts[2]):
         raise refuse("its signature is not base64url")
     try:
         header, claims = token.header(), token.claims()
@@ -153,6 +154,8 @@ def check_minted(token: AccessToken, *, now: datetime, renew_before: float) -> M
     algorithm = header.get("alg")
     if not isinstance(algorithm, str) or algorithm not in ALLOWED_ALGORITHMS:
         raise refuse(f"its algorithm {shown(algorithm)} is refused (asymmetric ones only)")
+    if not parts[2]:  # after the algorithm: `alg: none` is the more useful reason
+        raise refuse("it has no signature")
 
     exp = _number(claims.get("exp"))
     exp_at = _moment(exp) if exp is not None else None

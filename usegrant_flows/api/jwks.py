@@ -21,6 +21,7 @@ import jwt
 from usegrant_flows.api.checks import check_secure_url, url_problem
 from usegrant_flows.api.claims import (
     KEY_TYPES,
+    MIN_RSA_BITS,
     MINTED_FETCH_TIMEOUT,
     MintedToken,
     VerifyMode,
@@ -70,12 +71,14 @@ class JwksCache:
         self._transport = transport
         self._sets: dict[str, _KeySet] = {}
         self._discovered: dict[str, tuple[float, str]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
         #: Fetches made, by URL (discovery documents and JWK sets); for tests and stats.
         self.fetches: dict[str, int] = {}
 
     def _lock(self, url: str) -> asyncio.Lock:
-        return self._locks.setdefault(url, asyncio.Lock())
+        # Per event loop too: an asyncio lock must not be shared across loops.
+        loop = id(asyncio.get_running_loop())
+        return self._locks.setdefault((loop, url), asyncio.Lock())
 
     async def _fetch_json(self, url: str, what: str) -> Any:
         try:
@@ -270,6 +273,12 @@ def _check_signature(
         key = jwt.PyJWK(jwk, algorithm=algorithm)
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         raise TokenVerificationError(f"its key in the JWKS at {url} is not usable") from None
+    bits = getattr(key.key, "key_size", None)
+    if kty == "RSA" and isinstance(bits, int) and bits < MIN_RSA_BITS:
+        # A short RSA key can be factored: its signature proves nothing.
+        raise TokenVerificationError(
+            f"its RSA key in the JWKS at {url} has {bits} bits (fewer than {MIN_RSA_BITS})"
+        )
     try:
         jwt.PyJWS().decode_complete(
             token.access_token.get_secret_value(), key.key, algorithms=[algorithm]

@@ -40,6 +40,7 @@ from usegrant_flows.client_pool import ClientPool
 from usegrant_flows.credentials import aload_credentials
 from usegrant_flows.loading import aload_block
 from usegrant_flows.rotation.fleet import BlockSinkSpec, RotationTarget
+from usegrant_flows.rotation.holdings import all_fresh, read_all, soonest
 from usegrant_flows.rotation.locks import TargetLocks
 from usegrant_flows.rotation.plan import stagger_offset
 from usegrant_flows.rotation.policy import (
@@ -48,7 +49,6 @@ from usegrant_flows.rotation.policy import (
     effective_expiry,
     explain_error,
     fallback_action,
-    is_valid,
 )
 from usegrant_flows.sinks.base import TokenSink
 
@@ -104,6 +104,7 @@ class FleetRunner:
         self._blocks: dict[str, TokenSink] = {}
         self.jwks = jwks or JwksCache()
         self._key_sources: dict[str | None, tuple[str | None, str | None]] = {}
+        self._key_sources_lock = asyncio.Lock()  # one credentials load per name, not per target
 
     async def sinks_for(self, target: RotationTarget) -> list[TokenSink]:
         """Return the target's sink blocks, loading saved blocks once per run."""
@@ -141,13 +142,13 @@ class FleetRunner:
         refusal = await _preflight(target, sinks)
         if refusal is not None:
             return refusal
-        held = await _read_all(sinks)
-        if not self.force and _all_fresh(target, sinks, held):
+        held = await read_all(sinks)
+        if not self.force and all_fresh(target, sinks, held):
             return _fresh(target, held)
         try:
             async with self.locks.hold(target.name):
-                held = await _read_all(sinks)
-                if not self.force and _all_fresh(target, sinks, held):
+                held = await read_all(sinks)
+                if not self.force and all_fresh(target, sinks, held):
                     return _fresh(target, held)
                 try:
                     client = await self.clients.get(target.credentials)
@@ -180,26 +181,36 @@ class FleetRunner:
             client: Its API client (its ``base_url`` is used).
         """
         name = target.credentials
-        if name not in self._key_sources:
-            if name is None:
-                jwks_url = load_settings().jwks_url
-            else:
-                jwks_url = (await aload_credentials(name)).jwks_url
-            base = getattr(client, "base_url", None)
-            local = isinstance(base, str) and is_loopback(urlsplit(base).hostname or "")
-            discovery = base if jwks_url is None and local else None
-            self._key_sources[name] = (jwks_url, discovery)
-        return self._key_sources[name]
+        known = self._key_sources.get(name)
+        if known is not None:
+            return known
+        async with self._key_sources_lock:
+            if name not in self._key_sources:
+                if name is None:
+                    jwks_url = load_settings().jwks_url
+                else:
+                    jwks_url = (await aload_credentials(name)).jwks_url
+                base = getattr(client, "base_url", None)
+                local = isinstance(base, str) and is_loopback(urlsplit(base).hostname or "")
+                discovery = base if jwks_url is None and local else None
+                self._key_sources[name] = (jwks_url, discovery)
+            return self._key_sources[name]
 
     async def _verify(self, target: RotationTarget, client: Any, token: AccessToken) -> None:
         """Refuse a minted token that fails the target's checks (TokenVerificationError)."""
         jwks_url = discovery = None
         if target.verify == "full":
             jwks_url, discovery = await self.key_source(target, client)
+        margin = float(target.policy.renew_before)
+        if target.expires_in is not None:
+            # A token must outlive the refresh margin (else it is due at once), but a
+            # target that asks for a lifetime shorter than its margin (a 60 s token from
+            # the mint flow, say) gets it: it need only outlive half that lifetime.
+            margin = min(margin, target.expires_in / 2)
         await averify_minted(
             token,
             now=datetime.now(timezone.utc),
-            renew_before=target.policy.renew_before,
+            renew_before=margin,
             mode=target.verify,
             keys=self.jwks,
             jwks_url=jwks_url,
@@ -217,11 +228,11 @@ class FleetRunner:
             return
         if await _preflight(target, sinks) is not None:
             return  # reported by _rotate, which preflights again
-        held = await _read_all(sinks)
+        held = await read_all(sinks)
         readable = [token for sink, token in zip(sinks, held, strict=True) if sink.readable]
         if not readable or any(token is None for token in readable):
             return  # something to deliver now
-        if _all_fresh(target, sinks, held):
+        if all_fresh(target, sinks, held):
             return  # nothing due: no reason to wait
         margin = timedelta(seconds=target.policy.renew_before)
         latest = min(effective_expiry(t) for t in readable if t is not None) - margin
@@ -253,37 +264,6 @@ async def _preflight(target: RotationTarget, sinks: Sequence[TokenSink]) -> Rota
     return None
 
 
-async def _read_all(sinks: Sequence[TokenSink]) -> list[AccessToken | None]:
-    """Read every sink; a write-only or unreadable sink counts as holding nothing."""
-    held: list[AccessToken | None] = []
-    for sink in sinks:
-        if not sink.readable:
-            held.append(None)
-            continue
-        try:
-            held.append(await sink.aread())
-        except Exception:  # corrupt or unreadable: the next write replaces it
-            held.append(None)
-    return held
-
-
-def _all_fresh(
-    target: RotationTarget, sinks: Sequence[TokenSink], held: Sequence[AccessToken | None]
-) -> bool:
-    readable = [token for sink, token in zip(sinks, held, strict=True) if sink.readable]
-    now = datetime.now(timezone.utc)
-    return bool(readable) and all(
-        token is not None and target.policy.is_fresh(token, identity=target.identity, now=now)
-        for token in readable
-    )
-
-
-def _soonest(held: Sequence[AccessToken | None]) -> AccessToken | None:
-    now = datetime.now(timezone.utc)
-    valid = [token for token in held if token is not None and is_valid(token, now)]
-    return min(valid, key=effective_expiry, default=None)
-
-
 def _row(target: RotationTarget, action: RotationAction, **fields: Any) -> RotationResult:
     return RotationResult(
         target=target.name,
@@ -295,7 +275,7 @@ def _row(target: RotationTarget, action: RotationAction, **fields: Any) -> Rotat
 
 
 def _fresh(target: RotationTarget, held: Sequence[AccessToken | None]) -> RotationResult:
-    token = _soonest(held)
+    token = soonest(held)
     return _row(
         target,
         RotationAction.FRESH,
@@ -316,7 +296,7 @@ def _reason(target: RotationTarget, exc: BaseException) -> str:
 def _failed(
     target: RotationTarget, exc: BaseException, held: Sequence[AccessToken | None]
 ) -> RotationResult:
-    token = _soonest(held)
+    token = soonest(held)
     return _row(
         target,
         fallback_action(held),
