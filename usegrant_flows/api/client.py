@@ -60,15 +60,16 @@ __all__ = [
 class UseGrantClient(ClientBase):
     """Synchronous client of the UseGrant token API.
 
-    One pooled :class:`httpx.Client` serves every call; use the client as a context
-    manager (or call :meth:`close`) to release its connections.
+    One pooled :class:`httpx.Client` serves every call, from any number of threads; use
+    the client as a context manager (or call :meth:`close`) to release its connections.
 
     Args:
         api_key: The API key; ``None`` reads :class:`~usegrant_flows.api.settings.UseGrantSettings`
             (``USEGRANT_API_KEY``, ``.env``, then the OS keyring).
         base_url: API base URL: https, or http to a loopback host only; ``None`` reads
             ``USEGRANT_BASE_URL`` (default ``https://sdk.usegrant.dev``).
-        timeout: Seconds allowed for one HTTP attempt (> 0); ``None`` reads
+        timeout: Seconds allowed for one HTTP attempt in all (> 0): connect, send, and
+            the whole answer, however slowly it comes; ``None`` reads
             ``USEGRANT_TIMEOUT`` (default 10 s). Never longer than what is left of the
             retry deadline.
         retry: The retry policy; default :class:`RetryPolicy` (5 attempts, 30 s total,
@@ -133,8 +134,11 @@ class UseGrantClient(ClientBase):
             ConfigurationError: Bad arguments; nothing was sent.
             UseGrantAPIError: An error answer (the subclass matches the status), after
                 retries for 408/429/5xx.
-            UseGrantConnectionError: The API could not be reached, after retries.
-            InvalidResponseError: A 2xx answer without a usable token.
+            UseGrantConnectionError: The API could not be reached, or did not answer in
+                full within the attempt's time (a slow or endless body), after retries.
+            InvalidResponseError: A 2xx answer without a usable token: over 64 KiB, not
+                UTF-8 JSON, nested too deeply, the wrong shape, a token that is not a
+                bare JWT of at most 16 KiB, or a ``type`` other than ``Bearer``.
         """
         call = self._core.prepare(
             provider_id,
@@ -181,13 +185,15 @@ class UseGrantClient(ClientBase):
 class AsyncUseGrantClient(ClientBase):
     """Asynchronous client of the UseGrant token API, the mirror of :class:`UseGrantClient`.
 
-    Concurrency is spread over several small httpx pools of at most 4 connections each;
-    every attempt goes through the pool with the fewest requests in flight.
+    Concurrency is spread over several small httpx pools of at most 4 connections each,
+    each built the first time it is needed; every attempt goes through the pool with the
+    fewest requests in flight (the first pool, for one call at a time). A client belongs
+    to the event loop it is first used on.
 
     Args:
         api_key: The API key; ``None`` reads :class:`~usegrant_flows.api.settings.UseGrantSettings`.
         base_url: API base URL (https, or http to a loopback host); ``None`` reads settings.
-        timeout: Seconds allowed for one HTTP attempt (> 0); ``None`` reads settings.
+        timeout: Seconds allowed for one HTTP attempt in all (> 0); ``None`` reads settings.
         retry: The retry policy; default :class:`RetryPolicy`.
         limiter: Awaited (``aacquire()``) before every HTTP attempt, retries included.
         gate: The API key's pause/stop circuit (see :class:`UseGrantClient`).
