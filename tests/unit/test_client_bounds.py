@@ -282,3 +282,13 @@ async def test_an_unreachable_api_logs_one_warning_per_call(
 
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
+
+
+def test_a_reason_phrase_echoing_the_key_is_scrubbed() -> None:
+    answer = Answer(503, f"Unavailable for {API_KEY}", httpx.Headers(), b"")
+
+    with pytest.raises(ServerError) as caught:
+        parse_token_response(answer, API_KEY)
+
+    assert API_KEY not in str(caught.value)
+    assert "[redacted]" in str(caught.value)
