@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import threading
 import time
 from types import TracebackType
 from uuid import UUID
@@ -104,7 +105,22 @@ class UseGrantClient(ClientBase):
     ) -> None:
         self._core = ClientCore(api_key, base_url, timeout, retry, limiter, gate)
         size = check_max_connections(max_connections)
-        self._http = transport.sync_pool(self._core.base_url, self._core.timeout, size)
+        self._size = size
+        # The pool is built on first use, like the async client's: building a client
+        # costs nothing then, and the first pool of the process loads the CA bundle.
+        self._built: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _http(self) -> httpx.Client:
+        http = self._built
+        if http is None:
+            with self._lock:  # threads share the client: build one pool only
+                if self._built is None:
+                    core = self._core
+                    self._built = transport.sync_pool(core.base_url, core.timeout, self._size)
+                http = self._built
+        return http
 
     def create_token(
         self,
@@ -159,16 +175,20 @@ class UseGrantClient(ClientBase):
             core.limiter.acquire()
             call.waited += time.monotonic() - queued
             gate.wait(core.time_left(call), seen=call.pause_seen)  # a 429 may have come
-        request, deadline = core.build(self._http, call)
+        http = self._http
+        request, deadline = core.build(http, call)
         try:
-            answer = transport.send(self._http, request, deadline)
+            answer = transport.send(http, request, deadline)
         except httpx.TransportError as exc:
             raise core.connection_error(exc) from exc
         return core.parse(answer, call)
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
+        """Close the connection pool (a later call builds a new one)."""
+        with self._lock:
+            http, self._built = self._built, None
+        if http is not None:
+            http.close()
 
     def __enter__(self) -> UseGrantClient:
         return self
@@ -288,7 +308,7 @@ class AsyncUseGrantClient(ClientBase):
         return core.parse(answer, call)
 
     async def aclose(self) -> None:
-        """Close every connection pool."""
+        """Close every connection pool (a later call builds new ones)."""
         pools, self._pools = self._pools, [None] * len(self._pools)
         for pool in pools:
             if pool is not None:
