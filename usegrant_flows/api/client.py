@@ -104,8 +104,7 @@ class UseGrantClient(ClientBase):
         max_connections: int = 10,
     ) -> None:
         self._core = ClientCore(api_key, base_url, timeout, retry, limiter, gate)
-        size = check_max_connections(max_connections)
-        self._size = size
+        self._size = check_max_connections(max_connections)
         # The pool is built on first use, like the async client's: building a client
         # costs nothing then, and the first pool of the process loads the CA bundle.
         self._built: httpx.Client | None = None
