@@ -141,14 +141,21 @@ def test_async_clients_are_closed_with_their_event_loop(
     assert all(client._pools == [None] * client.pool_count for client in built)
 
 
-def test_different_timeouts_or_keys_get_different_clients(emu: RunningEmulator) -> None:
+def test_different_timeouts_keys_or_budgets_get_different_clients(emu: RunningEmulator) -> None:
     base = _credentials(emu)
     slower = UseGrantCredentials(api_key=emu.api_key, base_url=emu.base_url, timeout=20)  # type: ignore[arg-type]
     other = _credentials(emu, "usegrant_some_other_key")
+    smaller = UseGrantCredentials(
+        api_key=emu.api_key,  # type: ignore[arg-type]
+        base_url=emu.base_url,
+        max_requests_per_hour=10,
+    )
 
-    clients = {id(task_client(c)) for c in (base, slower, other)}
+    clients = [task_client(c) for c in (base, slower, other, smaller)]
 
-    assert len(clients) == 3
+    assert len({id(client) for client in clients}) == 4
+    # Each keeps the request budget its credentials declare.
+    assert [client.limiter.budget.requests for client in clients] == [1000, 1000, 1000, 10]  # type: ignore[union-attr]
     assert task_client(_credentials(emu)) is task_client(base)
 
 

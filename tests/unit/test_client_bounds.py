@@ -266,10 +266,34 @@ async def test_async_pools_are_built_on_first_use_only(api: respx.MockRouter) ->
         assert [pool is not None for pool in client._pools] == [True] + [False] * 7
 
 
-async def test_an_unbuilt_async_client_closes_cleanly() -> None:
+def test_a_sync_client_shared_by_threads_builds_one_pool_on_first_use(
+    api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    api.post(TOKENS_URL).respond(201, json=OK_BODY)
+    built: list[httpx.Client] = []
+    sync_pool = transport.sync_pool
+
+    def spy(*args: Any) -> httpx.Client:
+        built.append(sync_pool(*args))
+        return built[-1]
+
+    monkeypatch.setattr(transport, "sync_pool", spy)
+    with UseGrantClient(api_key=API_KEY, base_url=BASE) as client:
+        assert built == []
+        with ThreadPoolExecutor(max_workers=8) as threads:
+            tokens = list(threads.map(lambda _: client.create_token(PROVIDER, CLIENT), range(16)))
+
+    assert len(tokens) == 16
+    assert len(built) == 1
+
+
+async def test_an_unused_client_closes_cleanly() -> None:
     client = AsyncUseGrantClient(api_key=API_KEY, base_url=BASE)
     await client.aclose()
     await client.aclose()
+    UseGrantClient(api_key=API_KEY, base_url=BASE).close()
 
 
 async def test_an_unreachable_api_logs_one_warning_per_call(
@@ -282,3 +306,13 @@ async def test_an_unreachable_api_logs_one_warning_per_call(
 
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
+
+
+def test_a_reason_phrase_echoing_the_key_is_scrubbed() -> None:
+    answer = Answer(503, f"Unavailable for {API_KEY}", httpx.Headers(), b"")
+
+    with pytest.raises(ServerError) as caught:
+        parse_token_response(answer, API_KEY)
+
+    assert API_KEY not in str(caught.value)
+    assert "[redacted]" in str(caught.value)

@@ -108,6 +108,9 @@ def test_a_connection_error_uses_the_backoff() -> None:
         ("Fri Nov 27 16:00:05 2026", 5.0),
         ("-5", None),
         ("1.5", None),
+        ("\u00b2", None),  # a digit to str.isdigit(), not to float()
+        ("9" * 400, 86_400.0),  # float() would make it infinite
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 86_400.0),
         ("soon", None),
         ("", None),
         (None, None),

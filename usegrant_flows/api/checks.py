@@ -367,8 +367,8 @@ def _api_error(answer: Answer, api_key: str) -> UseGrantAPIError:
             code = _scrub(str(raw_code), api_key) or None
         if isinstance(raw_message, str):
             message = _scrub(raw_message, api_key) or None
-    if message is None:
-        message = _describe_body(answer)
+    if message is None:  # the reason phrase and media type come from the server too
+        message = _scrub(_describe_body(answer), api_key)
     retry_after = parse_retry_after(answer.headers.get("Retry-After"))
     return api_error_for_status(status, code, message, retry_after)
 

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import threading
 import time
 from types import TracebackType
 from uuid import UUID
@@ -60,15 +61,16 @@ __all__ = [
 class UseGrantClient(ClientBase):
     """Synchronous client of the UseGrant token API.
 
-    One pooled :class:`httpx.Client` serves every call; use the client as a context
-    manager (or call :meth:`close`) to release its connections.
+    One pooled :class:`httpx.Client` serves every call, from any number of threads; use
+    the client as a context manager (or call :meth:`close`) to release its connections.
 
     Args:
         api_key: The API key; ``None`` reads :class:`~usegrant_flows.api.settings.UseGrantSettings`
             (``USEGRANT_API_KEY``, ``.env``, then the OS keyring).
         base_url: API base URL: https, or http to a loopback host only; ``None`` reads
             ``USEGRANT_BASE_URL`` (default ``https://sdk.usegrant.dev``).
-        timeout: Seconds allowed for one HTTP attempt (> 0); ``None`` reads
+        timeout: Seconds allowed for one HTTP attempt in all (> 0): connect, send, and
+            the whole answer, however slowly it comes; ``None`` reads
             ``USEGRANT_TIMEOUT`` (default 10 s). Never longer than what is left of the
             retry deadline.
         retry: The retry policy; default :class:`RetryPolicy` (5 attempts, 30 s total,
@@ -102,8 +104,22 @@ class UseGrantClient(ClientBase):
         max_connections: int = 10,
     ) -> None:
         self._core = ClientCore(api_key, base_url, timeout, retry, limiter, gate)
-        size = check_max_connections(max_connections)
-        self._http = transport.sync_pool(self._core.base_url, self._core.timeout, size)
+        self._size = check_max_connections(max_connections)
+        # The pool is built on first use, like the async client's: building a client
+        # costs nothing then, and the first pool of the process loads the CA bundle.
+        self._built: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _http(self) -> httpx.Client:
+        http = self._built
+        if http is None:
+            with self._lock:  # threads share the client: build one pool only
+                if self._built is None:
+                    core = self._core
+                    self._built = transport.sync_pool(core.base_url, core.timeout, self._size)
+                http = self._built
+        return http
 
     def create_token(
         self,
@@ -133,8 +149,11 @@ class UseGrantClient(ClientBase):
             ConfigurationError: Bad arguments; nothing was sent.
             UseGrantAPIError: An error answer (the subclass matches the status), after
                 retries for 408/429/5xx.
-            UseGrantConnectionError: The API could not be reached, after retries.
-            InvalidResponseError: A 2xx answer without a usable token.
+            UseGrantConnectionError: The API could not be reached, or did not answer in
+                full within the attempt's time (a slow or endless body), after retries.
+            InvalidResponseError: A 2xx answer without a usable token: over 64 KiB, not
+                UTF-8 JSON, nested too deeply, the wrong shape, a token that is not a
+                bare JWT of at most 16 KiB, or a ``type`` other than ``Bearer``.
         """
         call = self._core.prepare(
             provider_id,
@@ -155,16 +174,20 @@ class UseGrantClient(ClientBase):
             core.limiter.acquire()
             call.waited += time.monotonic() - queued
             gate.wait(core.time_left(call), seen=call.pause_seen)  # a 429 may have come
-        request, deadline = core.build(self._http, call)
+        http = self._http
+        request, deadline = core.build(http, call)
         try:
-            answer = transport.send(self._http, request, deadline)
+            answer = transport.send(http, request, deadline)
         except httpx.TransportError as exc:
             raise core.connection_error(exc) from exc
         return core.parse(answer, call)
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
+        """Close the connection pool (a later call builds a new one)."""
+        with self._lock:
+            http, self._built = self._built, None
+        if http is not None:
+            http.close()
 
     def __enter__(self) -> UseGrantClient:
         return self
@@ -181,13 +204,15 @@ class UseGrantClient(ClientBase):
 class AsyncUseGrantClient(ClientBase):
     """Asynchronous client of the UseGrant token API, the mirror of :class:`UseGrantClient`.
 
-    Concurrency is spread over several small httpx pools of at most 4 connections each;
-    every attempt goes through the pool with the fewest requests in flight.
+    Concurrency is spread over several small httpx pools of at most 4 connections each,
+    each built the first time it is needed; every attempt goes through the pool with the
+    fewest requests in flight (the first pool, for one call at a time). A client belongs
+    to the event loop it is first used on.
 
     Args:
         api_key: The API key; ``None`` reads :class:`~usegrant_flows.api.settings.UseGrantSettings`.
         base_url: API base URL (https, or http to a loopback host); ``None`` reads settings.
-        timeout: Seconds allowed for one HTTP attempt (> 0); ``None`` reads settings.
+        timeout: Seconds allowed for one HTTP attempt in all (> 0); ``None`` reads settings.
         retry: The retry policy; default :class:`RetryPolicy`.
         limiter: Awaited (``aacquire()``) before every HTTP attempt, retries included.
         gate: The API key's pause/stop circuit (see :class:`UseGrantClient`).
@@ -282,7 +307,7 @@ class AsyncUseGrantClient(ClientBase):
         return core.parse(answer, call)
 
     async def aclose(self) -> None:
-        """Close every connection pool."""
+        """Close every connection pool (a later call builds new ones)."""
         pools, self._pools = self._pools, [None] * len(self._pools)
         for pool in pools:
             if pool is not None:

@@ -35,6 +35,7 @@ from usegrant_flows.api.errors import (
 )
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "RetryPolicy",
     "async_retrying",
     "is_testing",
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("usegrant_flows.api.client")
+
+#: Longest ``Retry-After`` honoured, in seconds (one day); longer values are cut to it.
+MAX_RETRY_AFTER = 86_400.0
 
 _testing = False
 
@@ -133,7 +137,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         now: The reference time for HTTP dates (aware); defaults to the current time.
 
     Returns:
-        Seconds to wait, or ``None`` when absent or unparseable.
+        Seconds to wait, at most :data:`MAX_RETRY_AFTER` (a shared client's gate keeps
+        the pause, so an absurd value must not stop a key for the life of a worker),
+        or ``None`` when absent or unparseable.
 
     Example:
         >>> parse_retry_after("7")
@@ -146,8 +152,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # str.isdigit() alone accepts "²"
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -155,7 +161,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if moment.tzinfo is None:  # "-0000" dates parse naive; HTTP dates are UTC
         moment = moment.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
-    return max(0.0, (moment - now).total_seconds())
+    return min(max(0.0, (moment - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 def retry_after_of(exc: BaseException | None) -> float | None:
