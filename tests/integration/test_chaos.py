@@ -8,6 +8,7 @@ no torn or hostile file anywhere, and no run longer than its settings allow.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -130,6 +131,15 @@ def fingerprint(jwt: str) -> str:
     return hashlib.sha256(jwt.encode()).hexdigest()[:12]
 
 
+async def streams_closed(emu: RunningEmulator, within: float = 1.0) -> bool:
+    """Tell whether every slow or endless body ends within ``within`` s of the run."""
+    for _ in range(int(within / 0.1) + 1):
+        if emu.stats()["active_streams"] == 0:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def rotate(targets: list[dict[str, Any]]) -> tuple[State, dict[str, dict[str, str]], float]:
     """Run a forced rotation; return its state, its rows by target, its recorded seconds."""
     state: State = await rotate_tokens(
@@ -206,6 +216,8 @@ async def test_chaos_every_target_ends_verified_or_keeps_its_old_token_within_th
         emu.set_faults(random_seed=CHAOS_SEED + round_no, **FAULTS)
         state, rows, seconds = await rotate(targets)
         emu.set_faults(**{k: 0 for k in FAULTS if k.endswith("_rate")})
+        # The emulator would cut a forgotten stream after stream_limit_s (5 s), not sooner.
+        assert await streams_closed(emu), f"round {round_no}: a stream outlived its run"
         stats = emu.stats()
         for kind, count in stats["faults_injected"].items():
             injected[kind] += count
