@@ -121,8 +121,10 @@ def start_emulator(seed: Path, random_seed: int, log: Path) -> tuple[subprocess.
     raise SystemExit("emulator did not start within 60 s")
 
 
-def call_bound(timeout: float) -> float:
-    """Longest one mint call may take under the default RetryPolicy, real waits included."""
+def target_bound(timeout: float) -> float:
+    """Longest one target may take: its mint call (default RetryPolicy, real waits), then
+    one bounded JWKS fetch."""
+    from usegrant_flows.api.claims import MINTED_FETCH_TIMEOUT
     from usegrant_flows.api.retry import RetryPolicy
 
     policy = RetryPolicy()
@@ -130,7 +132,8 @@ def call_bound(timeout: float) -> float:
         min(policy.max_backoff, policy.initial_backoff * 2 ** (n - 1))
         for n in range(1, policy.max_attempts)
     )
-    return float(min(policy.deadline, policy.max_attempts * timeout + waits))
+    mint = min(policy.deadline, policy.max_attempts * timeout + waits)
+    return float(mint + MINTED_FETCH_TIMEOUT)
 
 
 def run_bound(targets: int, concurrency: int, per_target: float) -> float:
@@ -262,7 +265,7 @@ def main() -> None:
             for i in range(args.targets)
         ]
         audience = dict(clients)
-        bound = run_bound(args.targets, args.concurrency, call_bound(args.timeout))
+        bound = run_bound(args.targets, args.concurrency, target_bound(args.timeout))
         print(
             f"targets {args.targets}, rounds {args.rounds}, concurrency {args.concurrency}, "
             f"attempt timeout {args.timeout:g} s, fault seed {args.random_seed}"
@@ -270,7 +273,7 @@ def main() -> None:
         print(f"faults: {', '.join(f'{k}={v:g}' for k, v in FAULT_FLAGS.items())}")
         print(
             f"bound per round: ({args.targets}/{args.concurrency} + 1) x "
-            f"{call_bound(args.timeout):g} s per target + {MARGIN_S:g} s = {bound:.1f} s"
+            f"{target_bound(args.timeout):g} s per target + {MARGIN_S:g} s = {bound:.1f} s"
         )
         held: dict[str, bytes] = {}
         for round_no in range(1, args.rounds + 1):

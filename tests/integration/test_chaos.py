@@ -23,6 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import State
 
+from usegrant_flows.api.claims import MINTED_FETCH_TIMEOUT
 from usegrant_flows.api.retry import RetryPolicy, is_testing
 from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
@@ -58,14 +59,13 @@ FAULTS: dict[str, float] = {
 #: Seconds a run may spend outside the mint calls: planning, sink reads and writes,
 #: verification, task and artifact bookkeeping on the Prefect API.
 MARGIN_S = 15.0
-#: How much slower than the computed bound a loaded 2-core machine may be. A round
-#: measures about 10 s against a computed 65 s; at 2x a slow round still fails this
-#: assertion (130 s) before the test's hard stop (240 s) cuts it off.
-GENEROSITY = 2.0
+#: How much slower than the computed bound a loaded 2-core machine may be. The bound
+#: assumes every target takes its worst case; a round measures about 10 s against it.
+GENEROSITY = 3.0
 
 
-def call_bound(policy: RetryPolicy, timeout: float, *, sleeps: bool) -> float:
-    """Longest one ``create_token`` call may take: attempts, their timeouts, the waits.
+def target_bound(policy: RetryPolicy, timeout: float, *, sleeps: bool) -> float:
+    """Longest one target may take: its mint call, then one bounded JWKS fetch.
 
     No attempt starts past the retry deadline and none outlives it, so the deadline
     caps the sum of every attempt's timeout and the largest waits between them.
@@ -74,7 +74,8 @@ def call_bound(policy: RetryPolicy, timeout: float, *, sleeps: bool) -> float:
         min(policy.max_backoff, policy.initial_backoff * 2 ** (n - 1))
         for n in range(1, policy.max_attempts)
     )
-    return min(policy.deadline, policy.max_attempts * timeout + (waits if sleeps else 0.0))
+    mint = min(policy.deadline, policy.max_attempts * timeout + (waits if sleeps else 0.0))
+    return mint + MINTED_FETCH_TIMEOUT
 
 
 def run_bound(targets: int, concurrency: int, per_target: float) -> float:
@@ -193,7 +194,7 @@ def check_round(
     return after
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(150)
 async def test_chaos_every_target_ends_verified_or_keeps_its_old_token_within_the_bound(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
@@ -206,7 +207,7 @@ async def test_chaos_every_target_ends_verified_or_keeps_its_old_token_within_th
     )
     await block.asave(CREDENTIALS, overwrite=True)
     targets = fleet(emu, tmp_path)
-    per_target = call_bound(RetryPolicy(), TIMEOUT, sleeps=not is_testing())
+    per_target = target_bound(RetryPolicy(), TIMEOUT, sleeps=not is_testing())
     bound = GENEROSITY * run_bound(TARGETS, CONCURRENCY, per_target)
 
     held: dict[str, bytes] = {}
