@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import stat
 from pathlib import Path
 from typing import Any
@@ -196,8 +197,9 @@ def check_round(
 
 @pytest.mark.timeout(150)
 async def test_chaos_every_target_ends_verified_or_keeps_its_old_token_within_the_bound(
-    emu: RunningEmulator, tmp_path: Path
+    emu: RunningEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     block = UseGrantCredentials(
         api_key=emu.api_key,  # type: ignore[arg-type]
         base_url=emu.base_url,
@@ -230,3 +232,7 @@ async def test_chaos_every_target_ends_verified_or_keeps_its_old_token_within_th
         if round_no == 2:
             assert "failed_but_valid" in actions, "round 2 kept no old token: faults missed"
     assert all(injected[kind] > 0 for kind in FAULT_NAMES), injected
+    logged = caplog.text
+    assert logged, "nothing was logged: the check below would prove nothing"
+    assert "eyJ" not in logged, "a JWT was logged"
+    assert emu.api_key not in logged, "the API key was logged"
