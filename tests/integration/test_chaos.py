@@ -133,7 +133,7 @@ def fingerprint(jwt: str) -> str:
     return hashlib.sha256(jwt.encode()).hexdigest()[:12]
 
 
-async def streams_closed(emu: RunningEmulator, within: float = 1.0) -> bool:
+async def streams_closed(emu: RunningEmulator, within: float = 2.0) -> bool:
     """Tell whether every slow or endless body ends within ``within`` s of the run."""
     for _ in range(int(within / 0.1) + 1):
         if emu.stats()["active_streams"] == 0:
