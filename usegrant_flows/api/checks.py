@@ -170,12 +170,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def url_problem(value: object) -> str | None:
+def url_problem(value: object, *, base: bool = False) -> str | None:
     """Return why a URL may not carry a secret, or ``None`` when it may.
 
     The rule for every URL we send a key or a token to, or trust keys from: https, or
     plain http to a loopback host (the emulator, a test server); a host; no user info.
-    The answer never quotes the URL (it may embed a credential).
+    A ``base`` URL (an API or a store's endpoint, to which paths are added) has no query
+    or fragment either. The answer never quotes the URL (it may embed a credential).
 
     Example:
         >>> url_problem("http://127.0.0.1:8080"), url_problem("http://example.com")
@@ -199,6 +200,10 @@ def url_problem(value: object) -> str | None:
         return "plain http is only allowed to a loopback host"
     if parts.username is not None or parts.password is not None:
         return "it contains user info"
+    if base and (parts.query or "?" in value):
+        return "it contains a query"
+    if base and (parts.fragment or "#" in value):
+        return "it contains a fragment"
     return None
 
 
@@ -222,8 +227,7 @@ def check_base_url(value: object) -> str:
     """Return the base URL without a trailing slash, after checking where it points.
 
     The API key travels in every request, so it may only go over https, or over plain
-    http to this machine (the emulator): :func:`url_problem`; and a base has no query
-    or fragment.
+    http to this machine (the emulator), and has no query or fragment: :func:`url_problem`.
 
     Args:
         value: An absolute URL, e.g. ``https://sdk.usegrant.dev``.
@@ -235,13 +239,10 @@ def check_base_url(value: object) -> str:
         >>> check_base_url("http://127.0.0.1:8080/")
         'http://127.0.0.1:8080'
     """
-    url = check_secure_url(value, "base_url")
-    parts = urlsplit(url)
-    if parts.query or "?" in url:
-        raise ConfigurationError(f"base_url must be {URL_RULE}; it contains a query")
-    if parts.fragment or "#" in url:
-        raise ConfigurationError(f"base_url must be {URL_RULE}; it contains a fragment")
-    return url.rstrip("/")
+    problem = url_problem(value, base=True)
+    if problem:
+        raise ConfigurationError(f"base_url must be {URL_RULE}; {problem}")
+    return cast(str, value).rstrip("/")
 
 
 def check_timeout(value: object) -> float:

@@ -5,32 +5,23 @@ Nothing here imports an SDK: the Vault and AWS sinks import theirs inside method
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from urllib.parse import urlsplit
+
+from usegrant_flows.api.checks import URL_RULE, url_problem
 
 __all__ = ["ENDPOINT_RULE", "check_endpoint", "origin_of", "scrub"]
 
 #: What an endpoint URL may be: the token travels to it.
-ENDPOINT_RULE = (
-    "an https:// URL, or http:// to a loopback host (127.0.0.0/8, ::1, localhost), "
-    "without user info, query or fragment"
-)
+ENDPOINT_RULE = f"{URL_RULE}, without user info, query or fragment"
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _MAX_DETAIL = 200
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(name: str, value: str) -> str:
     """Return ``value`` without a trailing slash after checking where it points.
+
+    The rule is the library's one URL rule for a base URL (:func:`url_problem`).
 
     Args:
         name: The field's name, for the message.
@@ -43,25 +34,7 @@ def check_endpoint(name: str, value: str) -> str:
         >>> check_endpoint("url", "http://127.0.0.1:8200/")
         'http://127.0.0.1:8200'
     """
-    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ValueError(f"{name} must be {ENDPOINT_RULE}; it is empty or contains whitespace")
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError(f"{name} must be {ENDPOINT_RULE}; it is not a URL") from None
-    problem = None
-    if parts.scheme not in ("https", "http"):
-        problem = "the scheme is not http(s)"
-    elif not host:
-        problem = "it has no host"
-    elif parts.scheme == "http" and not _is_loopback(host):
-        problem = "plain http is only allowed to a loopback host"
-    elif parts.username is not None or parts.password is not None:
-        problem = "it contains user info"
-    elif parts.query or parts.fragment or "?" in value or "#" in value:
-        problem = "it contains a query or fragment"
+    problem = url_problem(value, base=True)
     if problem:
         raise ValueError(f"{name} must be {ENDPOINT_RULE}; {problem}")
     return value.rstrip("/")
