@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
 
+from usegrant_flows.api.checks import is_loopback
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.emulator.state import EmulatorState
 
 __all__ = ["serve"]
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _print_banner(state: EmulatorState, base_url: str) -> None:
@@ -128,7 +117,7 @@ def serve(
 
     if host is None:
         host = "127.0.0.1"
-    elif not _is_loopback(host):
+    elif not is_loopback(host):
         print(
             f"warning: listening on non-loopback address {host}: anyone who can reach it "
             "can mint emulator tokens with the printed dev key",
