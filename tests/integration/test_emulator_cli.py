@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from usegrant_flows.api.checks import is_loopback
 from usegrant_flows.emulator import AWS_CLIENT_ID, DEFAULT_PROVIDER_ID
-from usegrant_flows.emulator.cli import _is_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -111,12 +111,12 @@ def test_ctrl_c_stops_the_emulator_cleanly(cli: tuple[subprocess.Popen[bytes], s
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_loopback_hosts_are_recognised(host: str) -> None:
-    assert _is_loopback(host)
+    assert is_loopback(host)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
 def test_other_hosts_are_not_loopback(host: str) -> None:
-    assert not _is_loopback(host)
+    assert not is_loopback(host)
 
 
 def test_bad_flag_value_exits_with_a_message_naming_it() -> None:
