@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC
-from typing import Any, cast
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from usegrant_flows._aws_names import REGION
 from usegrant_flows.api.errors import ConfigurationError
-from usegrant_flows.sinks._remote import check_endpoint, scrub
+from usegrant_flows.loading import load_block
+from usegrant_flows.sinks._remote import check_endpoint, require_sdk, scrub
 from usegrant_flows.sinks.base import SinkError, TokenSink
 
 __all__ = [
@@ -120,12 +121,9 @@ def build_client(
     if aws_credentials is not None and not unsigned:
         from prefect_aws import AwsCredentials
 
-        try:
-            block = cast(AwsCredentials, AwsCredentials.load(aws_credentials))
-        except ValueError:
-            raise ConfigurationError(
-                f"AwsCredentials block {aws_credentials!r} not found: save it first"
-            ) from None
+        block = load_block(
+            AwsCredentials, aws_credentials, what="AwsCredentials block", hint="save it first"
+        )
         session = block.get_boto3_session()
     else:
         session = boto3.Session()
@@ -182,6 +180,9 @@ class AwsTokenSink(TokenSink, ABC):
     ``aws_credentials`` is the name of a saved ``AwsCredentials`` block, so no AWS
     secret is stored in this block.
     """
+
+    #: The boto3 service the sink writes to.
+    aws_service: ClassVar[str]
 
     aws_credentials: str | None = Field(
         default=None,
@@ -244,6 +245,20 @@ class AwsTokenSink(TokenSink, ABC):
         if not _KMS_KEY.match(value):
             raise ValueError("kms_key_id must be a KMS key id, key ARN, alias name or alias ARN")
         return value
+
+    def preflight(self) -> None:
+        """Check, sending nothing to AWS, that a write could be attempted.
+
+        The SDK is installed, the named ``AwsCredentials`` block loads, and a region is
+        known: building the client checks all three.
+
+        Raises:
+            SinkError: When ``usegrant-flows[aws]`` is not installed.
+            ConfigurationError: When the block is missing or no region is known.
+        """
+        require_sdk("boto3", "aws", self.describe())
+        require_sdk("prefect_aws", "aws", self.describe())
+        self._client(self.aws_service)
 
     def _client(self, service: str) -> Any:
         return build_client(

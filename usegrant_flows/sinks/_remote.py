@@ -5,12 +5,14 @@ Nothing here imports an SDK: the Vault and AWS sinks import theirs inside method
 
 from __future__ import annotations
 
+import importlib
 import re
 from urllib.parse import urlsplit
 
 from usegrant_flows.api.checks import URL_RULE, url_problem
+from usegrant_flows.sinks.base import SinkError
 
-__all__ = ["ENDPOINT_RULE", "check_endpoint", "origin_of", "scrub"]
+__all__ = ["ENDPOINT_RULE", "check_endpoint", "origin_of", "require_sdk", "scrub"]
 
 #: What an endpoint URL may be: the token travels to it.
 ENDPOINT_RULE = f"{URL_RULE}, without user info, query or fragment"
@@ -64,3 +66,20 @@ def scrub(text: object) -> str:
     if len(cleaned) > _MAX_DETAIL:
         cleaned = cleaned[: _MAX_DETAIL - 3] + "..."
     return cleaned
+
+
+def require_sdk(module: str, extra: str, where: str) -> None:
+    """Check that an optional SDK is installed (a preflight: nothing is sent).
+
+    Args:
+        module: The module to import, e.g. ``"hvac"``.
+        extra: The usegrant-flows extra that installs it, e.g. ``"vault"``.
+        where: The sink's ``describe()``, first in the message.
+
+    Raises:
+        SinkError: ``"<where>: needs <module>: pip install 'usegrant-flows[<extra>]'"``.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise SinkError(f"{where}: needs {module}: pip install 'usegrant-flows[{extra}]'") from None

@@ -65,6 +65,7 @@ class AwsSecretsManagerTokenSink(AwsTokenSink):
 
     kind: ClassVar[str] = "aws-secrets-manager"
     readable: ClassVar[bool] = True
+    aws_service: ClassVar[str] = "secretsmanager"
 
     secret_name: str = Field(
         description="Secret name (letters, digits and /_+=.@-, up to 512) or full secret ARN."
@@ -132,7 +133,7 @@ class AwsSecretsManagerTokenSink(AwsTokenSink):
                 version stays current.
         """
         value = self.render(token)
-        client = self._client("secretsmanager")
+        client = self._client(self.aws_service)
         action = "put_secret_value"
         try:
             try:
@@ -174,7 +175,7 @@ class AwsSecretsManagerTokenSink(AwsTokenSink):
             SinkError: When AWS refused or could not be reached, or the value is not a
                 token in ``format`` (or is a ``SecretBinary``).
         """
-        client = self._client("secretsmanager")
+        client = self._client(self.aws_service)
         try:
             answer = client.get_secret_value(SecretId=self.secret_name, VersionStage="AWSCURRENT")
         except Exception as exc:

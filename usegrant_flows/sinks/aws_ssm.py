@@ -58,6 +58,7 @@ class AwsSsmParameterTokenSink(AwsTokenSink):
 
     kind: ClassVar[str] = "aws-ssm-parameter"
     readable: ClassVar[bool] = True
+    aws_service: ClassVar[str] = "ssm"
 
     parameter_name: str = Field(
         description=(
@@ -114,7 +115,7 @@ class AwsSsmParameterTokenSink(AwsTokenSink):
                 f"{limit:,} a {self.tier} parameter holds{hint}; nothing was sent"
             )
         options = {"KeyId": self.kms_key_id} if self.kms_key_id else {}
-        client = self._client("ssm")
+        client = self._client(self.aws_service)
         try:
             client.put_parameter(
                 Name=self.parameter_name,
@@ -139,7 +140,7 @@ class AwsSsmParameterTokenSink(AwsTokenSink):
         Raises:
             SinkError: When AWS refused or could not be reached, or the value is not a JWT.
         """
-        client = self._client("ssm")
+        client = self._client(self.aws_service)
         try:
             answer = client.get_parameter(Name=self.parameter_name, WithDecryption=True)
         except Exception as exc:

@@ -35,7 +35,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.models import AccessToken
-from usegrant_flows.sinks._remote import check_endpoint, origin_of, scrub
+from usegrant_flows.sinks._remote import check_endpoint, origin_of, require_sdk, scrub
 from usegrant_flows.sinks.base import (
     SinkError,
     TokenMetadata,
@@ -181,6 +181,17 @@ class VaultKvTokenSink(TokenSink):
         return (
             f"vault-kv {origin_of(self.url)}{namespace} {self.mount_point}/{self.path}#{self.key}"
         )
+
+    def preflight(self) -> None:
+        """Check, sending nothing to Vault, that a write could be attempted.
+
+        The settings were checked when the block was built (URL rule, paths, exactly one
+        auth method); what is left is the SDK.
+
+        Raises:
+            SinkError: When ``usegrant-flows[vault]`` (hvac) is not installed.
+        """
+        require_sdk("hvac", "vault", self.describe())
 
     def _fail(self, action: str, exc: BaseException) -> SinkError:
         """Turn an hvac or requests exception into a one-line SinkError."""
