@@ -74,3 +74,28 @@ def test_a_bad_queue_name_is_one_line_naming_the_target_and_field(queue: str) ->
         parse_fleet([{**target("a").model_dump(mode="json"), "work_queue": queue}])
     message = str(caught.value)
     assert "target a" in message and "work_queue" in message and "\n" not in message
+
+
+@pytest.mark.usefixtures("prefect_harness")
+async def test_a_local_run_cannot_dispatch_a_queued_target_and_says_so_in_one_line() -> None:
+    from usegrant_flows.rotation.rotate_flow import rotate_tokens
+
+    state = await rotate_tokens(targets=[target("a", "host-a")], return_state=True)
+    assert state.is_failed()
+    assert state.message == (
+        "1 of 1 targets failed: a (work queue 'host-a': this run is not a deployment run, "
+        "so it cannot dispatch to a work queue)"
+    )
+
+
+@pytest.mark.usefixtures("prefect_harness")
+async def test_a_child_run_never_dispatches_a_target_of_another_queue() -> None:
+    from usegrant_flows.rotation.rotate_flow import rotate_tokens
+
+    state = await rotate_tokens(
+        targets=[target("b", "host-b")], dispatched_queue="host-a", return_state=True
+    )
+    assert state.is_failed()
+    assert "names work queue 'host-b', but this run was dispatched to 'host-a'" in str(
+        state.message
+    )

@@ -139,30 +139,21 @@ async def _rotate_split(
         One row per target: the run's own first, then each queue's.
     """
     split = split_fleet(fleet, on_queue=dispatched_queue)
-    dispatched: Awaitable[list[RotationResult]] = _nothing()
+    refused: list[RotationResult] = []
+    name: str | None = None
     if split.queues and dispatched_queue is not None:
         # A child never dispatches again (that could loop between queues).
-        dispatched = _done(
-            [
-                row
-                for queue, targets in split.queues.items()
-                for row in failed_rows(
-                    targets,
-                    f"names work queue {queue!r}, but this run was dispatched to "
-                    f"{dispatched_queue!r}: not dispatched again",
-                )
-            ]
-        )
+        for queue, targets in split.queues.items():
+            refused += failed_rows(
+                targets,
+                f"names work queue {queue!r}, but this run was dispatched to "
+                f"{dispatched_queue!r}: not dispatched again",
+            )
     elif split.queues:
         name, why = await host_deployment(host_deployment_name)
         if name is None:
-            dispatched = _done(
-                [
-                    row
-                    for queue, targets in split.queues.items()
-                    for row in failed_rows(targets, f"work queue {queue!r}: {why}")
-                ]
-            )
+            for queue, targets in split.queues.items():
+                refused += failed_rows(targets, f"work queue {queue!r}: {why}")
         else:
             get_run_logger().info(
                 "%d targets go to work queues %s (deployment %s)",
@@ -170,26 +161,23 @@ async def _rotate_split(
                 ", ".join(split.queues),
                 name,
             )
-            dispatched = dispatch_queues(
+    work: list[Awaitable[list[RotationResult]]] = []
+    if split.local:
+        work.append(
+            rotate_fleet(
+                split.local,
+                concurrency=options["concurrency"],
+                force=options["force"],
+                batch_size=options["batch_size"],
+                spread=options["spread_seconds"],
+                plan=plan,
+            )
+        )
+    if name is not None:
+        work.append(
+            dispatch_queues(
                 split.queues, deployment=name, parameters=options, timeout=queue_timeout
             )
-    local: Awaitable[list[RotationResult]] = _nothing()
-    if split.local:
-        local = rotate_fleet(
-            split.local,
-            concurrency=options["concurrency"],
-            force=options["force"],
-            batch_size=options["batch_size"],
-            spread=options["spread_seconds"],
-            plan=plan,
         )
-    own, theirs = await asyncio.gather(local, dispatched)
-    return [*own, *theirs]
-
-
-async def _nothing() -> list[RotationResult]:
-    return []
-
-
-async def _done(rows: list[RotationResult]) -> list[RotationResult]:
-    return rows
+    parts = await asyncio.gather(*work)  # own targets while the queues' runs go
+    return [row for part in parts for row in part] + refused
