@@ -38,6 +38,7 @@ async def test_two_holders_of_one_target_take_turns_and_the_limit_is_created_onc
         async with leases.hold("turns:p:c"):
             pass
         assert leases.api_calls - before == 2
+        assert leases.leases == 2 and leases.seconds > 0
     finally:
         await leases.aclose()
         await other.aclose()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,7 +39,8 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.context import FlowRunContext
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists
+from prefect.logging import get_logger, get_run_logger
 
 from usegrant_flows.quota.limiter import prefect_api_configured
 from usegrant_flows.rotation.locks import LockTimeoutError
@@ -75,6 +77,9 @@ class TargetLeases:
     Attributes:
         api_calls: Prefect API calls made so far (acquisitions, creations, renewals,
             releases), for measurement.
+        leases: Leases taken so far.
+        seconds: Time spent acquiring and releasing leases, in seconds (waits for a
+            busy lease included).
     """
 
     def __init__(self, *, timeout: float = 120.0, enabled: bool | None = None) -> None:
@@ -83,6 +88,8 @@ class TargetLeases:
         self.timeout = timeout
         self.enabled = prefect_api_configured() if enabled is None else enabled
         self.api_calls = 0
+        self.leases = 0
+        self.seconds = 0.0
         self._client: PrefectClient | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -104,8 +111,11 @@ class TargetLeases:
         if not self.enabled:
             yield
             return
+        started = time.monotonic()
         client = await self._get_client()
         lease_id = await self._acquire(client, lease_name(identity), identity)
+        self.leases += 1
+        self.seconds += time.monotonic() - started
         renewer = asyncio.create_task(self._renew(client, lease_id))
         try:
             yield
@@ -113,10 +123,12 @@ class TargetLeases:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+            started = time.monotonic()
             # Shielded: a cancelled run still frees its target now, not a TTL later.
             with contextlib.suppress(Exception):
                 self.api_calls += 1
                 await asyncio.shield(client.release_concurrency_slots_with_lease(lease_id))
+            self.seconds += time.monotonic() - started
 
     async def _acquire(self, client: PrefectClient, name: str, identity: str) -> UUID:
         deadline = time.monotonic() + self.timeout
@@ -162,9 +174,23 @@ class TargetLeases:
                 await client.renew_concurrency_lease(lease_id, lease_duration=LEASE_SECONDS)
 
     async def aclose(self) -> None:
-        """Close the Prefect client."""
+        """Close the Prefect client; log what the leases cost, if any were taken."""
+        if self.leases:
+            _logger().info(
+                "target leases: %d taken, %d Prefect API calls, %.2f s",
+                self.leases,
+                self.api_calls,
+                self.seconds,
+            )
         self._client = None
         await self._stack.aclose()
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # outside a flow or task run
+        return get_logger("usegrant_flows.lease")
 
 
 def _holder() -> ConcurrencyLeaseHolder | None:
