@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -383,3 +384,66 @@ def test_a_queue_without_a_worker_is_reported_within_the_bound(
     [child] = children_of(prefect_server, flow_run_id)
     assert child["work_queue_name"] == "host-nobody"
     assert child["state"]["type"] == "CANCELLED"
+
+
+CRASH_HOLDER = """
+import asyncio, os, sys
+from usegrant_flows.rotation.lease import TargetLeases
+
+async def main():
+    leases = TargetLeases(timeout=30, enabled=True)
+    async with leases.hold("mm-crash:p:c"):
+        print("held", flush=True)
+        os._exit(9)  # a worker killed mid-mint: no release, no clean-up
+
+asyncio.run(main())
+"""
+
+CRASH_WAITER = """
+import asyncio, time
+from usegrant_flows.rotation.lease import TargetLeases
+
+async def main():
+    leases = TargetLeases(timeout=150, enabled=True)
+    started = time.monotonic()
+    async with leases.hold("mm-crash:p:c"):
+        print(f"{time.monotonic() - started:.1f}", flush=True)
+    await leases.aclose()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(400)
+def test_a_crashed_holder_frees_its_target_when_the_lease_expires(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    from usegrant_flows.rotation.lease import LEASE_SECONDS
+
+    python = Path(sys.executable)
+    env = {**prefect_server.env, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    held = subprocess.run(
+        [str(python), "-c", CRASH_HOLDER],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert held.returncode == 9 and "held" in held.stdout, held.stdout + held.stderr
+    waited = subprocess.run(
+        [str(python), "-c", CRASH_WAITER],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    seconds = float(waited.stdout.split()[-1])
+    print(f"a crashed holder's target was free again after {seconds} s")  # for the report
+    # Not before the lease's TTL ran out; no later than the TTL plus the server's
+    # repossessor loop (15 s) and slack for a loaded machine.
+    assert 20 < seconds < LEASE_SECONDS + 15 + 45, seconds
