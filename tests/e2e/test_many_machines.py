@@ -260,6 +260,22 @@ def wait_all(server: PrefectServer, ids: list[str], hosts: dict[str, Host]) -> l
     return done
 
 
+def wait_for_lines(hosts: dict[str, Host], text: str, count: int) -> list[str]:
+    """Wait up to 30 s for ``count`` worker log lines holding ``text``; return them."""
+    deadline = time.monotonic() + 30
+    while True:
+        lines = [
+            line.strip()
+            for host in hosts.values()
+            for line in host.log.read_text(errors="replace").splitlines()
+            if text in line
+        ]
+        if len(lines) >= count or time.monotonic() > deadline:
+            assert len(lines) == count, lines
+            return lines
+        time.sleep(1)
+
+
 def timeline(server: PrefectServer, parents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for parent in parents:
@@ -339,13 +355,24 @@ def test_each_token_lands_on_its_host_once_and_two_rotations_at_once_mint_nothin
             expected = {"host-1": "mm-a", "host-2": "mm-b"}[child["work_queue_name"]]
             assert [row["target"] for row in rows] == [expected]
             assert all("eyJ" not in json.dumps(row) for row in rows)  # never a JWT
+
+    # Steady state: the limits exist now, so a forced rotation leases each target with
+    # two API calls (acquire, release); each run logs what its leases cost.
+    [forced] = wait_all(
+        prefect_server, [start_rotation(prefect_server, {**parameters, "force": True})], hosts
+    )
+    assert forced["state"]["type"] == "COMPLETED", forced["state"]
+    by_client = emulator.stats()["by_client"]
+    assert [by_client[client]["total"] for client in mints] == [2, 2, 2]
+    lease_lines = wait_for_lines(hosts, "target leases: 1 taken, 2 Prefect API calls", 3)
     TIMELINE.parent.mkdir(parents=True, exist_ok=True)
     TIMELINE.write_text(
         json.dumps(
             {
                 "seconds": round(elapsed, 1),
                 "mints": mints,
-                "runs": timeline(prefect_server, [first, second]),
+                "runs": timeline(prefect_server, [first, second, forced]),
+                "steady_state_leases": lease_lines,
             },
             indent=2,
         )
