@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from usegrant_flows.api.settings import UseGrantSettings
     from usegrant_flows.aws_exchange import aexchange_aws_credentials, exchange_aws_credentials
     from usegrant_flows.credentials import UseGrantCredentials
+    from usegrant_flows.rotation.fleet_block import UseGrantFleet
     from usegrant_flows.sinks import (
         AwsSecretsManagerTokenSink,
         AwsSsmParameterTokenSink,
@@ -39,6 +40,7 @@ _LAZY: dict[str, str] = {
     "AccessToken": "usegrant_flows.api.models",
     "UseGrantSettings": "usegrant_flows.api.settings",
     "UseGrantCredentials": "usegrant_flows.credentials",
+    "UseGrantFleet": "usegrant_flows.rotation.fleet_block",
     "create_access_token": "usegrant_flows.tasks",
     "acreate_access_token": "usegrant_flows.tasks",
     # Listed here so that `prefect block register -m usegrant_flows` registers them.
@@ -63,6 +65,7 @@ __all__ = [
     "SecretBlockSink",
     "UseGrantClient",
     "UseGrantCredentials",
+    "UseGrantFleet",
     "UseGrantSettings",
     "VaultKvTokenSink",
     "WebhookTokenSink",

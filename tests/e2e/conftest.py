@@ -12,6 +12,9 @@ Everything under ``tests/e2e`` is marked ``e2e``. The fixtures here:
 - ``registered_blocks`` (session): ``prefect block register -m usegrant_flows`` against it.
 - ``credentials_block`` (session): a saved ``UseGrantCredentials`` block pointing at the
   emulator; its value is the block document name (``E2E_CREDENTIALS_BLOCK``).
+- ``wheel_env`` (session): a virtual environment outside the checkout holding only the
+  wheel built from it (the dependencies come from the test environment through a
+  ``.pth`` line), and the environment variables to run it with.
 
 No waits here are unbounded: each has a timeout in seconds and fails with the relevant
 log tail.
@@ -26,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -409,3 +413,62 @@ def credentials_block(prefect_server: PrefectServer, registered_blocks: None, em
     block = UseGrantCredentials(api_key=SecretStr(emulator.api_key), base_url=emulator.base_url)
     prefect_server.call(block.save, E2E_CREDENTIALS_BLOCK, overwrite=True)
     return E2E_CREDENTIALS_BLOCK
+
+
+def _run_quiet(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
+    result = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A virtual environment holding only our wheel, in a folder outside the checkout.
+
+    The wheel is built from this checkout and installed without its dependencies; they
+    come from the test environment's site-packages through a ``.pth`` line, which Python
+    does not scan for further ``.pth`` files, so the editable checkout stays out of
+    reach. Returns the venv and an environment without ``PREFECT_*``/``PYTHON*``
+    variables, with ``HOME`` and ``PREFECT_HOME`` in the venv's folder (which also
+    holds an empty folder, ``empty``, to run commands in).
+    """
+    base = tmp_path_factory.mktemp("wheel")
+    dist = base / "dist"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PYTHON"))}
+    _run_quiet(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(dist),
+            str(REPO_ROOT),
+        ],
+        cwd=base,
+        env=env,
+        timeout=600,
+    )
+    [wheel] = dist.glob("usegrant_flows-*.whl")
+    venv = base / "venv"
+    _run_quiet([sys.executable, "-m", "venv", str(venv)], cwd=base, env=env, timeout=300)
+    python = venv / "bin" / "python"
+    _run_quiet(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        cwd=base,
+        env=env,
+        timeout=300,
+    )
+    site = _run_quiet(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        cwd=base,
+        env=env,
+        timeout=60,
+    ).strip()
+    (Path(site) / "test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (base / "empty").mkdir()
+    return venv, {**env, "HOME": str(base), "PREFECT_HOME": str(base / "prefect-home")}

@@ -52,7 +52,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 900}
 UI_TIMEOUT_MS = 30_000  # any single UI wait, milliseconds
-MINT_ENTRYPOINT = "flows/mint_token.py:mint_token"
+MINT_ENTRYPOINT = "usegrant_flows.rotation.mint_flow.mint_token"
 ARTIFACT_KEY = "usegrant-mint-token"  # flows/mint_token.py ARTIFACT_KEY
 SECRET_BLOCK = "e2e-ui-mint-token"
 EXPIRES_IN = 900  # seconds

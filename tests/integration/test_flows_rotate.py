@@ -173,14 +173,14 @@ def read_file_token_json(path: Path) -> AccessToken:
 async def test_no_targets_fails_the_run_with_a_clear_message_and_artifact() -> None:
     state = await run()
     assert state.is_failed()
-    assert state.message == "no targets: give `targets` or `targets_file`"
+    assert state.message == "no targets: give `targets`, `targets_file` or `fleet_block`"
     async with get_client() as client:
         [artifact] = await client.read_artifacts(
             artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
             )
         )
-    assert "no targets: give `targets` or `targets_file`" in str(artifact.data)
+    assert "no targets: give `targets`, `targets_file` or `fleet_block`" in str(artifact.data)
 
 
 async def test_a_saved_sink_block_is_named_by_slug_and_name(
@@ -309,9 +309,14 @@ async def test_full_verification_discovers_the_emulators_keys_once_per_run(
 
 
 async def test_a_jwks_url_without_the_signing_key_keeps_the_old_tokens(
-    emu: RunningEmulator, credentials: str, tmp_path: Path
+    emu: RunningEmulator, credentials: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from usegrant_flows.emulator import run_emulator
+    from usegrant_flows.rotation import lease
+
+    # The targets must verify at once for their unknown-kid refetches to collapse into
+    # one; per-target leases (tested elsewhere) would spread them over a slow server.
+    monkeypatch.setattr(lease, "prefect_api_configured", lambda: False)
 
     targets = fleet(emu, tmp_path, credentials)
     assert (await run(targets=targets)).is_completed()

@@ -28,6 +28,7 @@ from usegrant_flows.sinks import TokenSink
 #: The slugs saved documents and fleet files store: a contract, written out literally.
 PINNED_SLUGS = {
     "usegrant-credentials",
+    "usegrant-fleet",
     "usegrant-file-token-sink",
     "usegrant-keyring-token-sink",
     "usegrant-vault-kv-token-sink",
@@ -147,7 +148,7 @@ def test_prefect_block_register_registers_every_block() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Successfully registered 8 blocks" in result.stdout
+    assert "Successfully registered 9 blocks" in result.stdout
     with get_client(sync_client=True) as client:
         slugs = {block_type.slug for block_type in client.read_block_types()}
     assert {block.get_block_type_slug() for block in BLOCKS} <= slugs

@@ -29,9 +29,9 @@ LAYERS: list[tuple[str, ...]] = [
         "usegrant_flows.client_pool",
         "usegrant_flows.tasks",
         "usegrant_flows.sinks",
-        "usegrant_flows.blocks",
     ),
-    ("usegrant_flows.rotation",),
+    # blocks imports every block class, the fleet block of the rotation layer included.
+    ("usegrant_flows.rotation", "usegrant_flows.blocks"),
     ("usegrant_flows.cli",),
 ]
 

@@ -26,6 +26,7 @@ from usegrant_flows.api.models import AccessToken
 from usegrant_flows.emulator.keys import SigningKey
 from usegrant_flows.rotation import runner as rotation_runner
 from usegrant_flows.rotation.fleet import RotationTarget
+from usegrant_flows.rotation.lease import TargetLeases
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
 from usegrant_flows.rotation.runner import FleetRunner
 from usegrant_flows.sinks import SinkError
@@ -115,6 +116,9 @@ class ClientRunner(FleetRunner):
     """A FleetRunner whose client is a fake and whose issuer keys come from ``issuer``."""
 
     def __init__(self, client: FakeClient, issuer: Issuer = ISSUER, **kwargs: Any) -> None:
+        # One machine here: no Prefect-server leases, even when a session harness has set
+        # PREFECT_API_URL (they are tested in test_rotation_lease.py and end to end).
+        kwargs.setdefault("leases", TargetLeases(enabled=False))
         super().__init__(jwks=JwksCache(transport=issuer.transport), **kwargs)
         self.fake_client = client
 

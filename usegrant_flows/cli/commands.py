@@ -63,6 +63,11 @@ app.command(
     help="Show and manage the API key's request quota.",
 )
 app.command(
+    "usegrant_flows.cli.fleet:app",
+    name="fleet",
+    help="Save fleets of rotation targets in Prefect, and show them.",
+)
+app.command(
     "usegrant_flows.cli.consumer:app",
     name="consumer-config",
     help="Print what the AWS, GCP or Azure SDK needs to read a target's token file.",

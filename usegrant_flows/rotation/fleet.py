@@ -90,6 +90,8 @@ class RotationTarget(BaseModel):
         verify: How a minted token is checked before any sink gets it: ``"full"``
             (default: claims and signature against the issuer's keys) or ``"claims"``
             (claims only, for workers that cannot reach the issuer).
+        work_queue: Name of the work queue whose worker runs this target (a host-bound
+            target, e.g. one writing a file on that host); ``None``: any worker.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -124,6 +126,17 @@ class RotationTarget(BaseModel):
         description=(
             "full: claims and signature against the issuer's keys; claims: claims only "
             "(for workers that cannot reach the issuer)."
+        ),
+    )
+    work_queue: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        title="Work queue",
+        description=(
+            "Work queue (of the deployment's pool) whose worker rotates this target, "
+            "e.g. the queue of the host whose files it writes; empty: any worker."
         ),
     )
 

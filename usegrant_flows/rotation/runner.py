@@ -41,6 +41,7 @@ from usegrant_flows.credentials import aload_credentials
 from usegrant_flows.loading import aload_block
 from usegrant_flows.rotation.fleet import BlockSinkSpec, RotationTarget
 from usegrant_flows.rotation.holdings import all_fresh, read_all, soonest
+from usegrant_flows.rotation.lease import TargetLeases
 from usegrant_flows.rotation.locks import TargetLocks
 from usegrant_flows.rotation.plan import stagger_offset
 from usegrant_flows.rotation.policy import (
@@ -76,6 +77,8 @@ class FleetRunner:
         clock: Where the stagger waits (tests pass a fake one).
         jwks: The issuers' JWK sets, shared by every target of the run; default a new
             :class:`JwksCache` (tests pass one with a mock transport).
+        leases: Per-target leases across machines (:mod:`~usegrant_flows.rotation.lease`),
+            taken with the file lock; default: a Prefect server's, when one is configured.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class FleetRunner:
         spread: float = 0.0,
         clock: Clock = SYSTEM_CLOCK,
         jwks: JwksCache | None = None,
+        leases: TargetLeases | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
@@ -99,6 +103,7 @@ class FleetRunner:
         self.clock = clock
         self.clients = ClientPool()
         self.locks = TargetLocks(lock_dir or default_lock_dir(), timeout=lock_timeout)
+        self.leases = leases or TargetLeases(timeout=lock_timeout)
         self.on_result = on_result
         self._limit = asyncio.Semaphore(concurrency)
         self._blocks: dict[str, TokenSink] = {}
@@ -146,7 +151,7 @@ class FleetRunner:
         if not self.force and all_fresh(target, sinks, held):
             return _fresh(target, held)
         try:
-            async with self.locks.hold(target.name):
+            async with self.locks.hold(target.name), self.leases.hold(target.identity):
                 held = await read_all(sinks)
                 if not self.force and all_fresh(target, sinks, held):
                     return _fresh(target, held)
@@ -243,6 +248,7 @@ class FleetRunner:
     async def aclose(self) -> None:
         """Close the shared clients."""
         await self.clients.aclose()
+        await self.leases.aclose()
 
 
 async def _preflight(target: RotationTarget, sinks: Sequence[TokenSink]) -> RotationResult | None:
