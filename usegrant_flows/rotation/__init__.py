@@ -8,7 +8,6 @@
 * :mod:`~usegrant_flows.rotation.locks`: per-target locks between runs on one machine.
 * :mod:`~usegrant_flows.rotation.lease`: per-target leases across machines (Prefect server).
 * :mod:`~usegrant_flows.rotation.holdings`: what a target's sinks hold, and whether it is fresh.
-* :mod:`~usegrant_flows.rotation.clients`: one API client per credentials and event loop.
 * :mod:`~usegrant_flows.rotation.runner`: one target from its sinks' tokens to a result.
 * :mod:`~usegrant_flows.rotation.tasks`: the batch tasks and the run's artifact.
 * :mod:`~usegrant_flows.rotation.split`, :mod:`~usegrant_flows.rotation.dispatch`: each
