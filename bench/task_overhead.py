@@ -285,7 +285,7 @@ def main() -> None:
     print(f"acreate_access_token task:            {both(async_task)}")
     print(f"no-op task, then raw call, in turns:  {both(alt_noop)} / {both(alt_raw)}")
     print(f"create_access_token / (no-op + raw):  {ratio(sync_task, sync_noop, raw)}")
-    print(f"acreate_access_token / (no-op + raw): {ratio(async_task, async_noop, raw)}")
+    print(f"acreate_access_token / (no-op + raw): {ratio(async_task, async_noop, araw)}")
     print(f"create_access_token / (no-op + raw), in turns: {ratio(sync_task, alt_noop, alt_raw)}")
     print(f"load average after:  {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 
