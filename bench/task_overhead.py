@@ -12,7 +12,8 @@ latency), prints the mean per-call cost over N calls after W warm-up calls of:
   * a no-op task and a raw call in turns inside one flow: the raw call then runs under
     the same load from Prefect's event and log threads and its API server as the task;
 
-then the ratios task / (no-op task + raw call), goal <= 1.5, on means and on medians,
+then the ratios task / (no-op task + raw call of the same kind: sync for the sync task,
+async for the async one), goal <= 1.5, on means and on medians,
 and the machine's load (os.getloadavg) before and after. Figures only: nothing here
 asserts a timing.
 
