@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -133,6 +134,8 @@ class TargetLeases:
     async def _acquire(self, client: PrefectClient, name: str, identity: str) -> UUID:
         deadline = time.monotonic() + self.timeout
         holder = _holder()
+        target = identity.split(":", 1)[0]
+        busy_server = 0  # consecutive answers of a server too busy to decide
         while True:
             self.api_calls += 1
             try:
@@ -143,27 +146,37 @@ class TargetLeases:
                     lease_duration=LEASE_SECONDS,
                     holder=holder,
                 )
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != 423:  # 423 Locked: someone holds it
-                    raise
-                pause = _retry_after(exc.response)
-                if time.monotonic() + pause > deadline:
-                    target = identity.split(":", 1)[0]
-                    raise LockTimeoutError(
-                        f"another worker held target {target!r} for over {self.timeout:g} s "
-                        f"(Prefect lease {name})"
-                    ) from None
-                await asyncio.sleep(pause)
-                continue
-            body: dict[str, Any] = response.json()
-            if body.get("limits"):
+                body: dict[str, Any] = response.json()
+                if not body.get("limits"):
+                    # No such limit yet (the first lease of this target on this server).
+                    self.api_calls += 1
+                    with contextlib.suppress(ObjectAlreadyExists):  # another worker was first
+                        await client.create_global_concurrency_limit(
+                            GlobalConcurrencyLimitCreate(name=name, limit=1)
+                        )
+                    continue
                 return UUID(str(body["lease_id"]))
-            # No such limit yet (the first lease of this target on this server).
-            self.api_calls += 1
-            with contextlib.suppress(ObjectAlreadyExists):  # another worker was first
-                await client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+            except httpx.HTTPStatusError as exc:
+                status = exc.response.status_code
+                if status == 423:  # Locked: another worker holds the target
+                    pause, why = _retry_after(exc.response), "held by another worker"
+                elif status in _TRANSIENT:
+                    busy_server += 1
+                    pause, why = _backoff(busy_server), f"Prefect server answered {status}"
+                else:
+                    raise
+            except httpx.TransportError as exc:
+                busy_server += 1
+                pause, why = (
+                    _backoff(busy_server),
+                    f"Prefect server unreachable ({type(exc).__name__})",
                 )
+            if time.monotonic() + pause > deadline:
+                raise LockTimeoutError(
+                    f"no lease on target {target!r} within {self.timeout:g} s: {why} "
+                    f"(Prefect lease {name})"
+                ) from None
+            await asyncio.sleep(pause)
 
     async def _renew(self, client: PrefectClient, lease_id: UUID) -> None:
         """Renew the lease every 3/4 of its TTL while the section runs (rarely needed)."""
@@ -199,6 +212,17 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     if context is None or context.flow_run is None:
         return None
     return ConcurrencyLeaseHolder(type="flow_run", id=context.flow_run.id)
+
+
+#: Answers of a Prefect server that is busy (SQLite "database is locked" is a 503),
+#: not a refusal: asked again after a pause.
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before asking a busy server again: 0.1, 0.2, 0.4 ... capped, with jitter."""
+    cap: float = min(MAX_RETRY_PAUSE, 0.1 * 2.0 ** (attempt - 1))
+    return cap * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrecy
 
 
 def _retry_after(response: httpx.Response) -> float:
