@@ -13,7 +13,11 @@ a target that is fresh before the lease is never leased. The first lease of a ta
 on a server adds two (the acquisition finds no limit, which is then created). A section
 that outlives 3/4 of the TTL (a slow mint under retries) renews its lease. A busy
 lease is retried after the server's ``Retry-After`` (capped at
-:data:`MAX_RETRY_PAUSE` seconds), until the wait allowed runs out.
+:data:`MAX_RETRY_PAUSE` seconds), until the wait allowed runs out. A busy server (a 503
+when SQLite is locked, a 429, a dropped connection) is asked again after a jittered
+backoff (up to :data:`MAX_SERVER_PAUSE` seconds), within the same wait; and one run has
+at most :data:`MAX_CALLS_IN_FLIGHT` lease calls in flight, so a fleet of thousands does
+not send all its lease writes to the server at once.
 
 Prefect's own ``concurrency()`` context manager is not used: it cannot create a
 missing limit (``create_if_missing`` is gone in Prefect 3), and it renews every lease
@@ -46,7 +50,15 @@ from prefect.logging import get_logger, get_run_logger
 from usegrant_flows.quota.limiter import prefect_api_configured
 from usegrant_flows.rotation.locks import LockTimeoutError
 
-__all__ = ["LEASE_PREFIX", "LEASE_SECONDS", "MAX_RETRY_PAUSE", "TargetLeases", "lease_name"]
+__all__ = [
+    "LEASE_PREFIX",
+    "LEASE_SECONDS",
+    "MAX_CALLS_IN_FLIGHT",
+    "MAX_RETRY_PAUSE",
+    "MAX_SERVER_PAUSE",
+    "TargetLeases",
+    "lease_name",
+]
 
 #: Prefix of the per-target global concurrency limits.
 LEASE_PREFIX = "usegrant-target-"
@@ -55,6 +67,11 @@ LEASE_PREFIX = "usegrant-target-"
 LEASE_SECONDS = 60.0
 #: Longest pause between two attempts at a busy lease, in seconds.
 MAX_RETRY_PAUSE = 2.0
+#: Longest pause before asking a busy server again, in seconds.
+MAX_SERVER_PAUSE = 8.0
+#: Lease calls one run has in flight at most: a fleet of thousands must not send its
+#: targets' lease writes all at once to a SQLite-backed server ("database is locked").
+MAX_CALLS_IN_FLIGHT = 4
 
 
 def lease_name(identity: str) -> str:
@@ -92,6 +109,7 @@ class TargetLeases:
         self.leases = 0
         self.seconds = 0.0
         self._client: PrefectClient | None = None
+        self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
         self._stack = contextlib.AsyncExitStack()
 
     async def _get_client(self) -> PrefectClient:
@@ -128,7 +146,8 @@ class TargetLeases:
             # Shielded: a cancelled run still frees its target now, not a TTL later.
             with contextlib.suppress(Exception):
                 self.api_calls += 1
-                await asyncio.shield(client.release_concurrency_slots_with_lease(lease_id))
+                async with self._in_flight:
+                    await asyncio.shield(client.release_concurrency_slots_with_lease(lease_id))
             self.seconds += time.monotonic() - started
 
     async def _acquire(self, client: PrefectClient, name: str, identity: str) -> UUID:
@@ -139,21 +158,23 @@ class TargetLeases:
         while True:
             self.api_calls += 1
             try:
-                response = await client.increment_concurrency_slots_with_lease(
-                    names=[name],
-                    slots=1,
-                    mode="concurrency",
-                    lease_duration=LEASE_SECONDS,
-                    holder=holder,
-                )
+                async with self._in_flight:
+                    response = await client.increment_concurrency_slots_with_lease(
+                        names=[name],
+                        slots=1,
+                        mode="concurrency",
+                        lease_duration=LEASE_SECONDS,
+                        holder=holder,
+                    )
                 body: dict[str, Any] = response.json()
                 if not body.get("limits"):
                     # No such limit yet (the first lease of this target on this server).
                     self.api_calls += 1
                     with contextlib.suppress(ObjectAlreadyExists):  # another worker was first
-                        await client.create_global_concurrency_limit(
-                            GlobalConcurrencyLimitCreate(name=name, limit=1)
-                        )
+                        async with self._in_flight:
+                            await client.create_global_concurrency_limit(
+                                GlobalConcurrencyLimitCreate(name=name, limit=1)
+                            )
                     continue
                 return UUID(str(body["lease_id"]))
             except httpx.HTTPStatusError as exc:
@@ -220,8 +241,8 @@ _TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def _backoff(attempt: int) -> float:
-    """Seconds before asking a busy server again: 0.1, 0.2, 0.4 ... capped, with jitter."""
-    cap: float = min(MAX_RETRY_PAUSE, 0.1 * 2.0 ** (attempt - 1))
+    """Seconds before asking a busy server again: 0.2, 0.4, 0.8 ... capped, with jitter."""
+    cap: float = min(MAX_SERVER_PAUSE, 0.2 * 2.0 ** (attempt - 1))
     return cap * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrecy
 
 
