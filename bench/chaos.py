@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,8 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from _emulator import start_emulator as start_process  # noqa: E402
 
 #: The chaos test's faults: 37 % of the token requests meet one.
 FAULT_FLAGS: dict[str, float] = {
@@ -59,12 +60,6 @@ FAULT_FLAGS: dict[str, float] = {
 #: Seconds a run may spend outside the mint calls (as in the chaos test).
 MARGIN_S = 15.0
 CLIENTS = (("aws", "sts.amazonaws.com"), ("gcp", "gcp-audience"), ("azure", "api://azure"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def loadavg() -> str:
@@ -97,28 +92,11 @@ def write_seed(path: Path) -> tuple[str, str, list[tuple[str, str]]]:
 
 
 def start_emulator(seed: Path, random_seed: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``python -m usegrant_flows.emulator`` with the faults; wait until it answers."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "usegrant_flows.emulator", "--port", str(port)]
-    cmd += ["--seed", str(seed), "--random-seed", str(random_seed)]
+    """Start the emulator with the faults; wait until it answers."""
+    flags = ["--random-seed", str(random_seed)]
     for name, value in FAULT_FLAGS.items():
-        cmd += [f"--{name.replace('_', '-')}", str(value)]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with log.open("wb") as out:  # the banner shows the seed's throwaway key: kept out of sight
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"emulator exited with {proc.returncode}; see its log")
-        try:
-            if httpx.get(f"{base_url}/.well-known/jwks", timeout=2).status_code == 200:
-                return proc, base_url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("emulator did not start within 60 s")
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return start_process(seed, log, *flags)
 
 
 def target_bound(timeout: float) -> float:

@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _emulator import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "bench-quota"
@@ -52,12 +52,6 @@ key, url, budget, window = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys
 UseGrantCredentials(api_key=key, base_url=url, max_requests_per_hour=budget,
                     quota_window_seconds=window).save(sys.argv[5], overwrite=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:

@@ -26,7 +26,6 @@ import os
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,11 +39,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from _emulator import start_emulator as start_process  # noqa: E402
 
 
 def write_seed(path: Path, n: int) -> tuple[str, str, list[str]]:
@@ -76,25 +71,7 @@ def write_seed(path: Path, n: int) -> tuple[str, str, list[str]]:
 
 
 def start_emulator(seed: Path, latency_ms: float, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "usegrant_flows.emulator", "--port", str(port)]
-    cmd += ["--latency-ms", str(latency_ms), "--seed", str(seed)]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"emulator exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/.well-known/jwks", timeout=2).status_code == 200:
-                return proc, base_url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("emulator did not start within 60 s")
+    return start_process(seed, log, "--latency-ms", str(latency_ms))
 
 
 def token_calls(base_url: str) -> int:

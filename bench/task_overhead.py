@@ -28,9 +28,7 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,16 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from _emulator import start_emulator  # noqa: E402
 
 
 def write_seed(path: Path) -> tuple[str, str, str]:
@@ -70,35 +62,6 @@ def write_seed(path: Path) -> tuple[str, str, str]:
     }
     path.write_text(json.dumps(seed))
     return api_key, provider_id, client_id
-
-
-def start_emulator(seed: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "usegrant_flows.emulator",
-        "--port",
-        str(port),
-        "--seed",
-        str(seed),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"emulator exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/.well-known/jwks", timeout=2).status_code == 200:
-                return proc, base_url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("emulator did not start within 60 s")
 
 
 Timing = tuple[float, float]  # (mean, median) seconds per call

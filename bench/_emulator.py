@@ -1,0 +1,55 @@
+"""What the benchmarks share: a free loopback port and the emulator in its own process.
+
+A benchmark measures the client, the flow or the emulator with the emulator in a SEPARATE
+process: in one process they would share a GIL and the figures would say nothing about
+either.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_emulator(seed: Path, log: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m usegrant_flows.emulator --seed SEED FLAGS...``; wait (60 s) for it.
+
+    Its output (the banner shows the seed's throwaway key) goes to ``log`` only.
+
+    Returns:
+        The process and its base URL.
+    """
+    port = free_port()
+    cmd = [sys.executable, "-m", "usegrant_flows.emulator", "--port", str(port)]
+    cmd += ["--seed", str(seed), *flags]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"emulator exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(f"{base_url}/.well-known/jwks", timeout=2).status_code == 200:
+                return proc, base_url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("emulator did not start within 60 s")
