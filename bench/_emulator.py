@@ -1,4 +1,4 @@
-"""What the benchmarks share: a free loopback port and the emulator in its own process.
+"""What the benchmarks share: a free loopback port, a seed, the emulator in its own process.
 
 A benchmark measures the client, the flow or the emulator with the emulator in a SEPARATE
 process: in one process they would share a GIL and the figures would say nothing about
@@ -7,11 +7,14 @@ either.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -53,3 +56,36 @@ def start_emulator(seed: Path, log: Path, *flags: str) -> tuple[subprocess.Popen
         time.sleep(0.2)
     proc.kill()
     raise SystemExit("emulator did not start within 60 s")
+
+
+def write_seed(path: Path, n: int) -> tuple[str, str, list[str]]:
+    """Write a seed of one provider with ``n`` clients (audience sts.amazonaws.com).
+
+    Returns:
+        The throwaway API key, the provider id and the client ids.
+    """
+    api_key = "usegrant_bench_" + secrets.token_hex(16)
+    provider_id = str(uuid.uuid4())
+    clients = [str(uuid.uuid4()) for _ in range(n)]
+    seed = {
+        "api_keys": [api_key],
+        "providers": [
+            {
+                "id": provider_id,
+                "name": "bench",
+                "default_domain": "bench.auth.usegrant.dev",
+                "custom_domain": None,
+                "clients": [
+                    {
+                        "id": cid,
+                        "name": f"c{i}",
+                        "audience": "sts.amazonaws.com",
+                        "subject": f"s{i}",
+                    }
+                    for i, cid in enumerate(clients)
+                ],
+            }
+        ],
+    }
+    path.write_text(json.dumps(seed))
+    return api_key, provider_id, clients

@@ -23,18 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _emulator import free_port
+from _emulator import free_port, write_seed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "bench-quota"
@@ -67,29 +65,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
         time.sleep(0.3)
     proc.kill()
     raise SystemExit(f"{url} not up within {timeout} s")
-
-
-def write_seed(path: Path, n: int) -> tuple[str, str, list[str]]:
-    api_key = "usegrant_bench_" + secrets.token_hex(16)
-    provider_id = str(uuid.uuid4())
-    clients = [str(uuid.uuid4()) for _ in range(min(n, 500))]
-    seed = {
-        "api_keys": [api_key],
-        "providers": [
-            {
-                "id": provider_id,
-                "name": "bench",
-                "default_domain": "bench.auth.usegrant.dev",
-                "custom_domain": None,
-                "clients": [
-                    {"id": c, "name": f"c{i}", "audience": "sts.amazonaws.com", "subject": f"s{i}"}
-                    for i, c in enumerate(clients)
-                ],
-            }
-        ],
-    }
-    path.write_text(json.dumps(seed))
-    return api_key, provider_id, clients
 
 
 def write_fleet(path: Path, provider: str, clients: list[str], names: range) -> None:
@@ -185,7 +160,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="usegrant-bench-quota-"))
     emulator = server = None
     try:
-        api_key, provider, clients = write_seed(work / "seed.json", args.n)
+        api_key, provider, clients = write_seed(work / "seed.json", min(args.n, 500))
         port = free_port()
         emu_log = work / "emulator.log"
         cmd = [sys.executable, "-m", "usegrant_flows.emulator", "--port", str(port)]

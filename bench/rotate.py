@@ -24,13 +24,11 @@ import faulthandler
 import json
 import os
 import resource
-import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,34 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from _emulator import start_emulator as start_process  # noqa: E402
-
-
-def write_seed(path: Path, n: int) -> tuple[str, str, list[str]]:
-    api_key = "usegrant_bench_" + secrets.token_hex(16)
-    provider_id = str(uuid.uuid4())
-    clients = [str(uuid.uuid4()) for _ in range(n)]
-    seed = {
-        "api_keys": [api_key],
-        "providers": [
-            {
-                "id": provider_id,
-                "name": "bench",
-                "default_domain": "bench.auth.usegrant.dev",
-                "custom_domain": None,
-                "clients": [
-                    {
-                        "id": cid,
-                        "name": f"c{i}",
-                        "audience": "sts.amazonaws.com",
-                        "subject": f"s{i}",
-                    }
-                    for i, cid in enumerate(clients)
-                ],
-            }
-        ],
-    }
-    path.write_text(json.dumps(seed))
-    return api_key, provider_id, clients
+from _emulator import write_seed  # noqa: E402
 
 
 def start_emulator(seed: Path, latency_ms: float, log: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,29 +37,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from _emulator import start_emulator  # noqa: E402
-
-
-def write_seed(path: Path) -> tuple[str, str, str]:
-    api_key = "usegrant_bench_" + secrets.token_hex(16)
-    provider_id, client_id = str(uuid.uuid4()), str(uuid.uuid4())
-    seed = {
-        "api_keys": [api_key],
-        "providers": [
-            {
-                "id": provider_id,
-                "name": "bench",
-                "default_domain": "bench.auth.usegrant.dev",
-                "custom_domain": None,
-                "clients": [
-                    {"id": client_id, "name": "c", "audience": "sts.amazonaws.com", "subject": "s"}
-                ],
-            }
-        ],
-    }
-    path.write_text(json.dumps(seed))
-    return api_key, provider_id, client_id
-
+from _emulator import start_emulator, write_seed  # noqa: E402
 
 Timing = tuple[float, float]  # (mean, median) seconds per call
 
@@ -125,7 +100,7 @@ def main() -> None:
     for name in ("PREFECT_API_URL", "PREFECT_API_KEY"):
         os.environ.pop(name, None)
 
-    api_key, provider_id, client_id = write_seed(work / "seed.json")
+    api_key, provider_id, [client_id] = write_seed(work / "seed.json", 1)
     emulator, base_url = start_emulator(work / "seed.json", work / "emulator.log")
     try:
         # Construction first: the very first client pays for the shared SSL context.
