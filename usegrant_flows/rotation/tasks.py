@@ -56,12 +56,17 @@ async def rotate_batch(
 ) -> list[RotationResult]:
     """Rotate a batch of targets concurrently; one result per target, in order.
 
+    The batch claims all its targets at once in the Prefect server (one write, one read)
+    and gives them back at once when it ends: its due targets are minted under that
+    claim (:mod:`usegrant_flows.rotation.lease`).
+
     Args:
         targets: The batch (typically 100..500 targets).
         runner: The flow run's shared :class:`FleetRunner`.
         label: Shown in the task run's name, e.g. ``"1-250 of 1000"``.
     """
-    return list(await asyncio.gather(*(runner.rotate(t) for t in targets)))
+    async with runner.leases.claim(t.identity for t in targets):
+        return list(await asyncio.gather(*(runner.rotate(t) for t in targets)))
 
 
 async def rotate_fleet(
