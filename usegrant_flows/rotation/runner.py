@@ -257,9 +257,10 @@ async def _preflight(target: RotationTarget, sinks: Sequence[TokenSink]) -> Rota
     Runs before any read or request: a sink that cannot take a token makes the target
     ``failed`` at no cost (a mint would spend a request for nothing).
     """
+    metadata = _metadata(target)  # the target's name: remote sinks check their marks
     for sink in sinks:
         try:
-            await sink.apreflight()
+            await sink.apreflight(metadata)
         except Exception as exc:
             return _row(
                 target,
@@ -268,6 +269,15 @@ async def _preflight(target: RotationTarget, sinks: Sequence[TokenSink]) -> Rota
                 reason=f"{sink.describe()}: {_reason(target, exc)}"[:300],
             )
     return None
+
+
+def _metadata(target: RotationTarget) -> dict[str, str]:
+    """What sinks are told about the target (never a secret)."""
+    return {
+        "providerId": str(target.provider_id),
+        "clientId": str(target.client_id),
+        "target": target.name,
+    }
 
 
 def _row(target: RotationTarget, action: RotationAction, **fields: Any) -> RotationResult:
@@ -320,11 +330,7 @@ async def _deliver(
     held: Sequence[AccessToken | None],
 ) -> RotationResult:
     """Write ``token`` to every sink; a failed write leaves that sink's old token."""
-    metadata = {
-        "providerId": str(target.provider_id),
-        "clientId": str(target.client_id),
-        "target": target.name,
-    }
+    metadata = _metadata(target)
     written: list[str] = []
     failed: list[str] = []
     still_held: list[AccessToken | None] = []
