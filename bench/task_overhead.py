@@ -7,7 +7,10 @@ latency), prints the mean per-call cost over N calls after W warm-up calls of:
   * the raw client call: UseGrantClient.create_token on one client (and, for
     comparison, with a new client per call, as the tasks did before);
   * the create_access_token task (one sync flow) and acreate_access_token (one async
-    flow);
+    flow), with their default ``verify="full"``: every token's claims and signature are
+    checked against the emulator's keys (fetched once per process, then cached), as
+    a newcomer's flow runs them; and, to show what the checks cost, the same two with
+    ``verify="off"``;
   * client construction (sync and async): the first in the process, and the median;
   * a no-op task and a raw call in turns inside one flow: the raw call then runs under
     the same load from Prefect's event and log threads and its API server as the task;
@@ -152,6 +155,18 @@ def main() -> None:
         async def async_task_flow() -> Timing:
             return await aper_call(lambda: acreate_access_token(credentials, **ids), n, warmup)
 
+        @flow
+        def sync_task_off_flow() -> Timing:
+            return per_call(
+                lambda: create_access_token(credentials, **ids, verify="off"), n, warmup
+            )
+
+        @flow
+        async def async_task_off_flow() -> Timing:
+            return await aper_call(
+                lambda: acreate_access_token(credentials, **ids, verify="off"), n, warmup
+            )
+
         with UseGrantClient(api_key=api_key, base_url=base_url) as client:
             raw = per_call(lambda: client.create_token(provider_id, client_id), n, warmup)
 
@@ -195,6 +210,8 @@ def main() -> None:
         async_noop = asyncio.run(async_noop_flow())
         sync_task = sync_task_flow()
         async_task = asyncio.run(async_task_flow())
+        sync_task_off = sync_task_off_flow()
+        async_task_off = asyncio.run(async_task_off_flow())
     finally:
         emulator.terminate()
         emulator.wait(timeout=30)
@@ -220,9 +237,12 @@ def main() -> None:
     print(f"raw UseGrantClient.create_token:      {both(raw)} (one client)")
     print(f"raw call, a new client per call:      {both(raw_fresh)}")
     print(f"raw AsyncUseGrantClient.create_token: {both(araw)} (one client)")
-    print(f"create_access_token task:             {both(sync_task)}")
-    print(f"acreate_access_token task:            {both(async_task)}")
+    print(f"create_access_token task (verified):  {both(sync_task)}")
+    print(f"acreate_access_token task (verified): {both(async_task)}")
+    print(f"create_access_token, verify='off':    {both(sync_task_off)}")
+    print(f"acreate_access_token, verify='off':   {both(async_task_off)}")
     print(f"no-op task, then raw call, in turns:  {both(alt_noop)} / {both(alt_raw)}")
+    print("ratios with verification on (the default):")
     print(f"create_access_token / (no-op + raw):  {ratio(sync_task, sync_noop, raw)}")
     print(f"acreate_access_token / (no-op + raw): {ratio(async_task, async_noop, araw)}")
     print(f"create_access_token / (no-op + raw), in turns: {ratio(sync_task, alt_noop, alt_raw)}")

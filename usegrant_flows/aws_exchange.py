@@ -4,10 +4,13 @@
 mint a token with :func:`~usegrant_flows.tasks.create_access_token`'s machinery (same
 client, request budget and client-level retries) and call STS
 ``AssumeRoleWithWebIdentity`` with it. That STS call needs no AWS credentials, so it
-is sent unsigned. The answer is a ``prefect_aws.AwsCredentials`` (a subclass whose
-session token is a ``SecretStr`` as well as the secret access key, see
-:func:`temporary_credentials_class`) holding the temporary keys, ready for any
-prefect-aws task, ``get_client()`` or ``get_boto3_session()``.
+is sent unsigned. An ``AwsCredentials`` block passed as ``aws_credentials`` lends its
+``aws_client_parameters`` (a VPC endpoint for STS, ``verify``, botocore ``config``) to
+that call, as prefect-aws's ``get_client`` would, and to the answer. The answer is a
+``prefect_aws.AwsCredentials`` (a subclass whose session token is a ``SecretStr`` as
+well as the secret access key, see :func:`temporary_credentials_class`) holding the
+temporary keys, ready for any prefect-aws task, ``get_client()`` or
+``get_boto3_session()``.
 
 The AWS role's trust policy must allow ``sts:AssumeRoleWithWebIdentity`` for the
 UseGrant issuer (an IAM OIDC identity provider for ``iss``) with ``aud`` and ``sub``
@@ -30,6 +33,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from usegrant_flows._aws_client import build_client, error_code, is_sdk_error
 from usegrant_flows._aws_names import REGION, check_role_arn
 from usegrant_flows.api.errors import ConfigurationError, UseGrantError
 from usegrant_flows.api.models import AccessToken
@@ -157,13 +161,12 @@ def _assume_role(
     duration_seconds: int,
     region_name: str | None,
     sts_endpoint_url: str | None,
+    aws_credentials: AwsCredentials | None,
 ) -> tuple[AwsCredentials, str]:
     """Call STS AssumeRoleWithWebIdentity (unsigned); return the block and a log line."""
-    from usegrant_flows.sinks._aws import build_client, error_code, is_sdk_error
-
     client = build_client(
         "sts",
-        aws_credentials=None,
+        aws_credentials=aws_credentials,
         region_name=region_name or "us-east-1",
         endpoint_url=sts_endpoint_url,
         timeout=_STS_TIMEOUT,
@@ -195,6 +198,11 @@ def _assume_role(
         aws_secret_access_key=SecretStr(keys["SecretAccessKey"]),
         aws_session_token=SecretStr(keys["SessionToken"]),
         region_name=region_name,
+        **(
+            {"aws_client_parameters": aws_credentials.aws_client_parameters}
+            if aws_credentials is not None
+            else {}
+        ),
     )
     expiration: Any = keys.get("Expiration")
     when = expiration.isoformat() if isinstance(expiration, datetime) else str(expiration)
@@ -219,6 +227,7 @@ def exchange_aws_credentials(
     region_name: str | None = None,
     sts_endpoint_url: str | None = None,
     expires_in: int = DEFAULT_TOKEN_LIFETIME,
+    aws_credentials: AwsCredentials | None = None,
 ) -> AwsCredentials:
     """Mint a token and exchange it at STS for temporary AWS credentials.
 
@@ -238,6 +247,10 @@ def exchange_aws_credentials(
             to a loopback host.
         expires_in: Lifetime of the minted token in seconds, 1..172800 (default 300:
             it only has to reach STS).
+        aws_credentials: A ``prefect_aws.AwsCredentials`` block whose
+            ``aws_client_parameters`` (endpoint, ``verify``, ``config``...) apply to the
+            STS call, as prefect-aws's ``get_client`` applies them (``sts_endpoint_url``
+            still wins), and are copied into the result; its keys are not used.
 
     Returns:
         A ``prefect_aws.AwsCredentials`` (not saved) with the temporary keys; the
@@ -259,6 +272,7 @@ def exchange_aws_credentials(
         duration_seconds=duration_seconds,
         region_name=region_name,
         sts_endpoint_url=sts_endpoint_url,
+        aws_credentials=aws_credentials,
     )
     get_run_logger().info(line)
     return credentials
@@ -275,6 +289,7 @@ async def aexchange_aws_credentials(
     region_name: str | None = None,
     sts_endpoint_url: str | None = None,
     expires_in: int = DEFAULT_TOKEN_LIFETIME,
+    aws_credentials: AwsCredentials | None = None,
 ) -> AwsCredentials:
     """Async form of :func:`exchange_aws_credentials`: same arguments, result and errors.
 
@@ -295,6 +310,7 @@ async def aexchange_aws_credentials(
             duration_seconds=duration_seconds,
             region_name=region_name,
             sts_endpoint_url=sts_endpoint_url,
+            aws_credentials=aws_credentials,
         )
 
     credentials, line = await anyio.to_thread.run_sync(call)

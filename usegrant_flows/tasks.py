@@ -28,6 +28,13 @@ The tasks share one client per credentials within a process (sync) or event loop
 429 with ``Retry-After`` pauses them all, and a 401 fails the calls in flight, after
 which the next call starts with a fresh client.
 
+Every token a task returns has passed the rotation's checks (``verify="full"``, the
+default: claims and signature against the issuer's keys; ``"claims"``: the claims only;
+``"off"``: none, see :mod:`usegrant_flows.api.trust`). A token that fails is an
+:class:`~usegrant_flows.api.errors.InvalidResponseError` (not retried) and is returned
+to nobody. The issuer's keys are cached per process, so a task called in a loop fetches
+them once.
+
 Both tasks use ``cache_policy=NO_CACHE`` and ``persist_result=False``: a token is
 never written to Prefect's result storage. They log the token's fingerprint, ``jti``
 and expiry only.
@@ -44,6 +51,8 @@ from prefect.client.schemas.objects import State, TaskRun
 
 from usegrant_flows.api.errors import is_transient
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.settings import load_settings
+from usegrant_flows.api.trust import TrustMode, acheck_issued, check_issued, check_mode
 from usegrant_flows.client_pool import atask_client, task_client
 from usegrant_flows.credentials import UseGrantCredentials
 
@@ -88,6 +97,13 @@ _TASK_OPTIONS: dict[str, Any] = {
 }
 
 
+def _jwks_url(credentials: UseGrantCredentials | None, mode: TrustMode) -> str | None:
+    """The configured JWK set URL of the credentials (``USEGRANT_JWKS_URL`` for settings)."""
+    if mode != "full":
+        return None
+    return credentials.jwks_url if credentials is not None else load_settings().jwks_url
+
+
 def _log_minted(token: AccessToken) -> AccessToken:
     get_run_logger().info(
         "Minted UseGrant access token fingerprint=%s jti=%s expires_at=%s",
@@ -108,6 +124,7 @@ def create_access_token(
     use_jwt_type: bool | None = None,
     audience_as_array: bool | None = None,
     force_default_domain: bool | None = None,
+    verify: TrustMode = "full",
 ) -> AccessToken:
     """Mint an access token for a provider's client.
 
@@ -122,12 +139,17 @@ def create_access_token(
         use_jwt_type: True sets the JWT header ``typ`` to ``jwt`` instead of ``at+jwt``.
         audience_as_array: True makes the ``aud`` claim an array.
         force_default_domain: True makes ``iss`` the provider's default domain.
+        verify: ``"full"`` (claims and signature, the default), ``"claims"`` (claims
+            only, when the issuer's keys cannot be reached) or ``"off"``.
 
     Returns:
-        The token (kept in memory only: never persisted as a Prefect result).
+        The token, once it passed the checks (kept in memory only: never persisted as
+        a Prefect result).
 
     Raises:
         ConfigurationError: For bad arguments or credentials, before any request.
+        InvalidResponseError: The API's answer, or the token in it, failed the checks
+            (``alg: none``, a signature that does not verify, an ``exp`` already past...).
         UseGrantAPIError: For an error answer, after retries when transient.
         UseGrantConnectionError: When the API could not be reached, after retries.
 
@@ -152,7 +174,9 @@ def create_access_token(
         ...     len(mint())
         12
     """
-    token = task_client(usegrant_credentials).create_token(
+    mode = check_mode(verify)
+    client = task_client(usegrant_credentials)
+    token = client.create_token(
         provider_id,
         client_id,
         expires_in=expires_in,
@@ -160,7 +184,8 @@ def create_access_token(
         audience_as_array=audience_as_array,
         force_default_domain=force_default_domain,
     )
-    return _log_minted(token)
+    jwks_url = _jwks_url(usegrant_credentials, mode)
+    return _log_minted(check_issued(token, mode=mode, base_url=client.base_url, jwks_url=jwks_url))
 
 
 @task(**_TASK_OPTIONS)
@@ -173,6 +198,7 @@ async def acreate_access_token(
     use_jwt_type: bool | None = None,
     audience_as_array: bool | None = None,
     force_default_domain: bool | None = None,
+    verify: TrustMode = "full",
 ) -> AccessToken:
     """Async form of :func:`create_access_token`, with the same arguments and errors.
 
@@ -196,6 +222,7 @@ async def acreate_access_token(
         ...     len(asyncio.run(mint()))
         12
     """
+    mode = check_mode(verify)
     client = await atask_client(usegrant_credentials)
     token = await client.create_token(
         provider_id,
@@ -205,4 +232,6 @@ async def acreate_access_token(
         audience_as_array=audience_as_array,
         force_default_domain=force_default_domain,
     )
-    return _log_minted(token)
+    jwks_url = _jwks_url(usegrant_credentials, mode)
+    checked = await acheck_issued(token, mode=mode, base_url=client.base_url, jwks_url=jwks_url)
+    return _log_minted(checked)

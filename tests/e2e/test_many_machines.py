@@ -356,15 +356,15 @@ def test_each_token_lands_on_its_host_once_and_two_rotations_at_once_mint_nothin
             assert [row["target"] for row in rows] == [expected]
             assert all("eyJ" not in json.dumps(row) for row in rows)  # never a JWT
 
-    # Steady state: the limits exist now, so a forced rotation leases each target with
-    # two API calls (acquire, release); each run logs what its leases cost.
+    # Steady state: a forced rotation leases each child's target with
+    # three API calls (write and read the claim, delete it); each run logs what its leases cost.
     [forced] = wait_all(
         prefect_server, [start_rotation(prefect_server, {**parameters, "force": True})], hosts
     )
     assert forced["state"]["type"] == "COMPLETED", forced["state"]
     by_client = emulator.stats()["by_client"]
     assert [by_client[client]["total"] for client in mints] == [2, 2, 2]
-    lease_lines = wait_for_lines(hosts, "target leases: 1 taken, 2 Prefect API calls", 3)
+    lease_lines = wait_for_lines(hosts, "target leases: 1 taken, 3 Prefect API calls", 3)
     TIMELINE.parent.mkdir(parents=True, exist_ok=True)
     TIMELINE.write_text(
         json.dumps(

@@ -294,3 +294,33 @@ def test_the_module_does_not_import_boto3_until_called() -> None:
 
 def test_boto3_is_importable_for_the_extra() -> None:
     assert boto3.__version__
+
+
+def test_the_blocks_client_parameters_reach_sts_and_the_returned_credentials(
+    emu: RunningEmulator,
+    credentials: str,
+    moto_recorder: Recording,  # noqa: F811
+    minted: list[AccessToken],
+) -> None:
+    from prefect_aws import AwsClientParameters
+
+    block = AwsCredentials(
+        aws_client_parameters=AwsClientParameters(endpoint_url=moto_recorder.server.url)
+    )
+
+    @flow
+    def run() -> Any:
+        return exchange_aws_credentials(
+            UseGrantCredentials.load(BLOCK),
+            **ids(emu),
+            role_arn=ROLE_ARN,
+            region_name="us-east-1",
+            aws_credentials=block,
+        )
+
+    result = run()
+    [call] = moto_recorder.query_bodies("AssumeRoleWithWebIdentity")
+    assert call["WebIdentityToken"] == minted[0].access_token.get_secret_value()
+    # No endpoint given anywhere but the block: get_client reaches moto too.
+    arn = result.get_client("sts").get_caller_identity()["Arn"]
+    assert arn.startswith("arn:aws:sts::123456789012:assumed-role/usegrant-reader/")

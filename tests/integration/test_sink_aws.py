@@ -412,3 +412,75 @@ def test_an_aws_endpoint_outside_the_allowed_ones_fails_before_any_request(
     with pytest.raises(ConfigurationError, match="not in USEGRANT_ALLOWED_ENDPOINTS"):
         sm_sink(moto_recorder.server, unique("usegrant/")).preflight()
     assert moto_recorder.targets() == []
+
+
+# --- prefect-aws's client parameters -----------------------------------------------------
+
+
+def save_block_with_endpoint(name: str, endpoint_url: str) -> None:
+    from prefect_aws import AwsClientParameters, AwsCredentials
+
+    AwsCredentials(
+        aws_access_key_id="AKIDFROMBLOCK0000000",
+        aws_secret_access_key=SecretStr("from-block"),
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url),
+    ).save(name, overwrite=True)
+
+
+@pytest.mark.parametrize("kind", ["secrets-manager", "ssm"])
+def test_the_blocks_client_parameters_endpoint_is_used_when_the_sink_names_none(
+    moto_recorder: Recording,  # noqa: F811
+    make_token: MakeToken,
+    kind: str,
+) -> None:
+    save_block_with_endpoint("usegrant-aws-endpoint", moto_recorder.server.url)
+    sink: AwsSecretsManagerTokenSink | AwsSsmParameterTokenSink
+    if kind == "ssm":
+        sink = AwsSsmParameterTokenSink(
+            parameter_name=unique("/usegrant/"), aws_credentials="usegrant-aws-endpoint"
+        )
+    else:
+        sink = AwsSecretsManagerTokenSink(
+            secret_name=unique("usegrant/"), aws_credentials="usegrant-aws-endpoint"
+        )
+    assert sink.endpoint_url is None
+    token = make_token()
+    sink.write(token)
+    held = sink.read()
+    assert held is not None and held.access_token == token.access_token
+    authorization = moto_recorder.entries()[0]["headers"]["Authorization"]
+    assert "Credential=AKIDFROMBLOCK0000000/" in authorization
+
+
+def test_the_sinks_own_endpoint_url_wins_over_the_blocks(
+    moto_recorder: Recording,  # noqa: F811
+    make_token: MakeToken,
+) -> None:
+    # The block points at a closed loopback port: only the sink's endpoint can succeed.
+    save_block_with_endpoint("usegrant-aws-elsewhere", "http://127.0.0.1:9")
+    sink = AwsSecretsManagerTokenSink(
+        secret_name=unique("usegrant/"),
+        endpoint_url=moto_recorder.server.url,
+        aws_credentials="usegrant-aws-elsewhere",
+        max_attempts=1,
+        timeout=5,
+    )
+    token = make_token()
+    sink.write(token)
+    held = sink.read()
+    assert held is not None and held.access_token == token.access_token
+    assert "CreateSecret" in moto_recorder.targets()
+
+
+def test_a_blocks_plain_http_endpoint_off_loopback_is_refused_before_any_request(
+    moto_recorder: Recording,  # noqa: F811
+    make_token: MakeToken,
+) -> None:
+    save_block_with_endpoint("usegrant-aws-public-http", "http://sm.example.com")
+    sink = AwsSecretsManagerTokenSink(
+        secret_name=unique("usegrant/"), aws_credentials="usegrant-aws-public-http"
+    )
+    with pytest.raises(ConfigurationError, match=r"aws_client_parameters\.endpoint_url must be"):
+        sink.preflight()
+    assert moto_recorder.entries() == []

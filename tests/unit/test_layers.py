@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "usegrant_flows.loading",
         "usegrant_flows._aws_names",
+        "usegrant_flows._aws_client",
         "usegrant_flows.aws_exchange",
         "usegrant_flows.credentials",
         "usegrant_flows.client_pool",
@@ -99,6 +100,12 @@ def test_a_module_imports_only_from_its_own_layer_or_below(module: str) -> None:
     mine = layer_of(module)
     upward = sorted(dep for dep in GRAPH[module] if layer_of(dep) > mine)
     assert upward == [], f"{module} (layer {mine}) imports from a higher layer: {upward}"
+
+
+def test_the_aws_exchange_reaches_into_no_sink_module_for_its_aws_client() -> None:
+    assert "usegrant_flows.sinks._aws" not in GRAPH["usegrant_flows.aws_exchange"]
+    assert "usegrant_flows._aws_client" in GRAPH["usegrant_flows.aws_exchange"]
+    assert "usegrant_flows._aws_client" in GRAPH["usegrant_flows.sinks._aws"]
 
 
 def test_no_import_circle_is_left() -> None:

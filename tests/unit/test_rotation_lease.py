@@ -1,28 +1,62 @@
-"""Per-target leases in the Prefect server (a local API): one holder at a time, two calls."""
+"""Leases across runs, as claims in a Prefect server (a local API): bulk, partial, recovered."""
 
 from __future__ import annotations
 
 import asyncio
-from uuid import UUID, uuid4
+import time
+import uuid
 
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
 
-from usegrant_flows.rotation.lease import TargetLeases, lease_name
+from usegrant_flows.rotation import lease as lease_module
+from usegrant_flows.rotation.claims import Claim, create_claim, read_claims, target_key
+from usegrant_flows.rotation.lease import TargetLeases
 from usegrant_flows.rotation.locks import LockTimeoutError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-async def test_two_holders_of_one_target_take_turns_and_the_limit_is_created_once() -> None:
+def names(n: int) -> list[str]:
+    """``n`` target identities no other test uses."""
+    run = uuid.uuid4().hex[:8]
+    return [f"t{i}-{run}:p:c" for i in range(n)]
+
+
+async def claim_names() -> set[str]:
+    async with get_client() as client:
+        return {claim.name for claim in await read_claims(client)}
+
+
+async def test_a_batch_claims_hundreds_of_targets_in_two_calls_and_gives_them_back_in_one() -> None:
+    before = await claim_names()
     leases = TargetLeases(timeout=60, enabled=True)
-    other = TargetLeases(timeout=60, enabled=True)
+    targets = names(300)
+    try:
+        async with leases.claim(targets):
+            assert leases.api_calls == 2  # write the claim, read every claim
+            assert len(await claim_names() - before) == 1
+            for identity in targets[:50]:  # due targets: their sections cost no call
+                async with leases.hold(identity):
+                    pass
+            assert leases.api_calls == 2
+        assert leases.api_calls == 3  # the claim is deleted at the end of the batch
+        assert await claim_names() == before  # nothing piles up
+        assert leases.leases == 50
+    finally:
+        await leases.aclose()
+
+
+async def test_two_runs_holding_one_target_take_turns() -> None:
+    one = TargetLeases(timeout=60, enabled=True)
+    two = TargetLeases(timeout=60, enabled=True)
+    [target] = names(1)
     inside: list[str] = []
     order: list[str] = []
 
     async def hold(who: TargetLeases, label: str) -> None:
-        async with who.hold("turns:p:c"):
+        async with who.hold(target):
             inside.append(label)
             assert len(inside) == 1, "two holders at once"
             await asyncio.sleep(0.3)
@@ -30,82 +64,133 @@ async def test_two_holders_of_one_target_take_turns_and_the_limit_is_created_onc
             inside.remove(label)
 
     try:
-        await asyncio.gather(hold(leases, "one"), hold(other, "two"))
+        await asyncio.gather(hold(one, "one"), hold(two, "two"))
         assert sorted(order) == ["one", "two"]
-        async with get_client() as client:
-            limit = await client.read_global_concurrency_limit_by_name(lease_name("turns:p:c"))
-        assert limit.limit == 1 and limit.active_slots == 0
-        # Steady state: the limit exists, one acquisition and one release.
-        before = leases.api_calls
-        async with leases.hold("turns:p:c"):
-            pass
-        assert leases.api_calls - before == 2
-        assert leases.leases == 2 and leases.seconds > 0
     finally:
-        await leases.aclose()
-        await other.aclose()
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_two_batches_meeting_on_some_targets_take_the_free_ones_at_once() -> None:
+    first = TargetLeases(timeout=60, enabled=True)
+    second = TargetLeases(timeout=60, enabled=True)
+    a, shared, b = names(3)
+    try:
+        async with first.claim([a, shared]), second.claim([shared, b]):
+            calls = second.api_calls
+            async with second.hold(b):  # only it was free: held without a call
+                assert second.api_calls == calls
+            with pytest.raises(LockTimeoutError):
+                second.timeout = 1.5
+                async with second.hold(shared):
+                    raise AssertionError("entered a target the first batch holds")
+        second.timeout = 60
+        async with second.hold(shared):  # the first batch ended: free
+            pass
+    finally:
+        await first.aclose()
+        await second.aclose()
 
 
 async def test_a_lease_held_past_the_wait_is_a_lock_timeout_naming_the_target() -> None:
     holder = TargetLeases(timeout=60, enabled=True)
     waiter = TargetLeases(timeout=0.5, enabled=True)
+    [target] = names(1)
     try:
-        async with holder.hold("busy:p:c"):
+        async with holder.hold(target):
             with pytest.raises(
-                LockTimeoutError, match=r"no lease on target 'busy' within 0.5 s: held by another"
+                LockTimeoutError,
+                match=rf"no lease on target '{target.split(':')[0]}' within 0.5 s: held by another",
             ):
-                async with waiter.hold("busy:p:c"):
+                async with waiter.hold(target):
                     raise AssertionError("entered a held lease")
-        async with waiter.hold("busy:p:c"):  # released: free again at once
+        async with waiter.hold(target):  # released: free again at once
             pass
     finally:
         await holder.aclose()
         await waiter.aclose()
 
 
+async def test_a_dead_holders_claim_is_stale_after_its_ttl_then_deleted_and_taken() -> None:
+    [target] = names(1)
+    dead = Claim.new({target_key(target)})
+    async with get_client() as client:  # a holder that wrote its claim, then died
+        await create_claim(client, dead, ttl=2, holder="a dead run", now=time.monotonic())
+    waiter = TargetLeases(timeout=30, enabled=True)
+    started = time.monotonic()
+    try:
+        async with waiter.hold(target):
+            waited = time.monotonic() - started
+        assert waited >= 1  # not before the dead claim's TTL (server clock, 1 s steps)
+        assert dead.name not in await claim_names()  # deleted by the run that found it
+    finally:
+        await waiter.aclose()
+
+
 async def test_without_a_server_a_lease_costs_nothing() -> None:
     leases = TargetLeases(enabled=False)
-    async with leases.hold("local:p:c"):
+    async with leases.claim(["local:p:c"]), leases.hold("local:p:c"):
         pass
     assert leases.api_calls == 0
     await leases.aclose()
 
 
-class _BusyThenFree:
-    """A Prefect client whose server answers 503 twice (SQLite busy), then grants."""
+def _busy(status: int, times: int) -> object:
+    """A ``read_claims`` whose server answers ``status`` ``times`` times, then reads."""
+    real = lease_module.read_claims
+    calls = {"n": 0}
 
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.calls = 0
-
-    async def increment_concurrency_slots_with_lease(self, **kwargs: object) -> httpx.Response:
-        self.calls += 1
-        request = httpx.Request("POST", "http://127.0.0.1/api/v2/concurrency_limits/x")
-        if self.calls <= 2:
-            response = httpx.Response(self.status, request=request)
+    async def read(client: object) -> object:
+        calls["n"] += 1
+        if calls["n"] <= times:
+            request = httpx.Request("POST", "http://127.0.0.1/api/variables/filter")
+            response = httpx.Response(status, request=request)
             raise httpx.HTTPStatusError("busy", request=request, response=response)
-        return httpx.Response(
-            200, json={"limits": [{"id": str(uuid4())}], "lease_id": str(uuid4())}
-        )
+        return await real(client)  # type: ignore[arg-type]
+
+    return read
 
 
-async def test_a_busy_server_is_asked_again_not_taken_for_a_refusal() -> None:
+async def test_a_busy_server_is_asked_again_within_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lease_module, "read_claims", _busy(503, 2))
     leases = TargetLeases(timeout=30, enabled=True)
-    client = _BusyThenFree(503)
-    lease_id = await leases._acquire(client, lease_name("x:p:c"), "x:p:c")  # type: ignore[arg-type]
-    assert isinstance(lease_id, UUID)
-    assert client.calls == 3
+    [target] = names(1)
+    try:
+        async with leases.hold(target):
+            pass
+        assert leases.leases == 1
+    finally:
+        await leases.aclose()
 
 
-async def test_a_server_busy_past_the_wait_is_one_line_naming_the_target_and_the_status() -> None:
-    leases = TargetLeases(timeout=0.05, enabled=True)
-    with pytest.raises(LockTimeoutError, match=r"no lease on target 'x'.*answered 503"):
-        await leases._acquire(_BusyThenFree(503), lease_name("x:p:c"), "x:p:c")  # type: ignore[arg-type]
+async def test_a_server_down_past_the_wait_is_one_line_naming_the_target_and_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lease_module, "read_claims", _busy(503, 1000))
+    leases = TargetLeases(timeout=1, enabled=True)
+    [target] = names(1)
+    try:
+        with pytest.raises(LockTimeoutError, match=r"no lease on target 't0-.*answered 503"):
+            async with leases.hold(target):
+                raise AssertionError("entered without a lease")
+    finally:
+        await leases.aclose()
 
 
-async def test_a_refusal_that_is_not_transient_is_raised_at_once() -> None:
-    leases = TargetLeases(timeout=30, enabled=True)
-    client = _BusyThenFree(403)
-    with pytest.raises(httpx.HTTPStatusError):
-        await leases._acquire(client, lease_name("x:p:c"), "x:p:c")  # type: ignore[arg-type]
-    assert client.calls == 1
+async def test_claims_are_kept_alive_while_the_run_goes_on() -> None:
+    leases = TargetLeases(timeout=60, enabled=True, ttl=2)
+    targets = names(2)
+    try:
+        async with leases.claim(targets):
+            await asyncio.sleep(3)  # past the TTL: renewed, so another run still waits
+            other = TargetLeases(timeout=0.5, enabled=True)
+            with pytest.raises(LockTimeoutError):
+                async with other.hold(targets[0]):
+                    raise AssertionError("took a target of a live run")
+            await other.aclose()
+            async with leases.hold(targets[1]):
+                pass
+    finally:
+        await leases.aclose()

@@ -23,7 +23,7 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from cyclopts import App
 from cyclopts.exceptions import CycloptsError, MissingArgumentError
@@ -85,11 +85,14 @@ def create_token(
     force_default_domain: bool | None = None,
     base_url: str | None = None,
     raw: bool = False,
+    verify: Literal["full", "claims", "off"] = "full",
 ) -> int:
-    """Mint an access token and print it to stdout.
+    """Mint an access token and print it to stdout, once it passed the checks.
 
     The API key comes from USEGRANT_API_KEY, a .env file or the keyring
-    (``usegrant-flows login``).
+    (``usegrant-flows login``). The token is checked as a rotation checks it (claims
+    and signature against the issuer's keys: USEGRANT_JWKS_URL, else discovery); a
+    token that fails is not printed: one line on stderr, exit status 1.
 
     Args:
         provider_id: The provider's UUID.
@@ -100,9 +103,13 @@ def create_token(
         force_default_domain: Use the provider's default domain as issuer.
         base_url: API base URL (default USEGRANT_BASE_URL or https://sdk.usegrant.dev).
         raw: Print the bare JWT instead of the JSON answer.
+        verify: "full" (claims and signature), "claims" (claims only) or "off".
     """
     from usegrant_flows.api.client import UseGrantClient
+    from usegrant_flows.api.settings import load_settings
+    from usegrant_flows.api.trust import check_issued, check_mode
 
+    mode = check_mode(verify)
     with UseGrantClient(base_url=base_url) as client:
         token = client.create_token(
             provider_id,
@@ -112,6 +119,8 @@ def create_token(
             audience_as_array=audience_as_array,
             force_default_domain=force_default_domain,
         )
+        jwks_url = load_settings().jwks_url if mode == "full" else None
+        check_issued(token, mode=mode, base_url=client.base_url, jwks_url=jwks_url)
     # Deliberately printed: stdout is where the caller asked for the token.
     if raw:
         print(token.access_token.get_secret_value())

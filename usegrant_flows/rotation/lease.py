@@ -1,27 +1,29 @@
-"""Per-target leases in the Prefect server: one mint of a target at a time, on any machine.
+"""Leases across machines: one mint of a target at a time, on any worker, in bulk.
 
 The file locks of :mod:`usegrant_flows.rotation.locks` keep the runs of one machine
 apart. Runs on different machines (two workers, a manual run beside a scheduled one)
-meet here: the runner holds a slot of a Prefect global concurrency limit of size 1,
-named ``usegrant-target-<hash of the target's identity>``, around its critical section
-(re-read the sinks, mint, verify, write). The slot is a lease with a TTL
-(:data:`LEASE_SECONDS`, Prefect's minimum): a worker that crashes while holding it
-frees it when the lease expires, and the server's repossessor service reclaims it.
+meet here, through **claims** in the Prefect server's database
+(:mod:`usegrant_flows.rotation.claims`): a claim lists the targets a run holds.
 
-Cost: the steady state is **two API calls per target that is due** (acquire, release);
-a target that is fresh before the lease is never leased. The first lease of a target
-on a server adds two (the acquisition finds no limit, which is then created). A section
-that outlives 3/4 of the TTL (a slow mint under retries) renews its lease. A busy
-lease is retried after the server's ``Retry-After`` (capped at
-:data:`MAX_RETRY_PAUSE` seconds), until the wait allowed runs out. A busy server (a 503
-when SQLite is locked, a 429, a dropped connection) is asked again after a jittered
-backoff (up to :data:`MAX_SERVER_PAUSE` seconds), within the same wait; and one run has
-at most :data:`MAX_CALLS_IN_FLIGHT` lease calls in flight, so a fleet of thousands does
-not send all its lease writes to the server at once.
-
-Prefect's own ``concurrency()`` context manager is not used: it cannot create a
-missing limit (``create_if_missing`` is gone in Prefect 3), and it renews every lease
-at once on a thread of its own, a third call and a thread per target.
+- A batch claims all its targets at once (:meth:`TargetLeases.claim`): it writes one
+  claim, reads every claim, and keeps the targets no other live claim lists. When the
+  batch ends, the claim is deleted. Three API calls per batch of up to 350 targets,
+  whatever is due in it: 0.012 calls per target for a batch of 250.
+- The runner holds a target's lease around its critical section (re-read the sinks,
+  mint, verify, write) with :meth:`TargetLeases.hold`: free when the batch's claim has
+  the target; otherwise it waits while another run's claim lists it. Waiting targets of
+  a run are asked for together, one read of the claims per round (every 0.5 to
+  :data:`MAX_RETRY_PAUSE` seconds), until the wait allowed runs out.
+- A claim lasts :data:`LEASE_SECONDS` from its last write. While the run goes on, its
+  claims are written again every :data:`KEEP_SECONDS` when targets were released (the
+  claim shrinks) and at least every third of the TTL (renewal). A holder that died (crash,
+  killed worker, a server restart that took the run with it) stops renewing: its claim
+  is stale one TTL later, by the server's clock, and the next run deletes it and takes
+  its targets. Claims are rows in the database, so a server restart loses none.
+- A busy or restarting server (503, 429, 5xx, a dropped connection) is asked again
+  after a jittered backoff (up to :data:`MAX_SERVER_PAUSE` seconds), within the wait:
+  a wait after a restart is bounded by the same timeout. A run has at most
+  :data:`MAX_CALLS_IN_FLIGHT` claim calls in flight.
 
 Without a Prefect server (``PREFECT_API_URL`` unset: the embedded API of one process),
 :class:`TargetLeases` does nothing; the file lock is the guard there.
@@ -31,91 +33,128 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
+import os
 import random
+import socket
 import time
-from collections.abc import AsyncIterator
-from typing import Any
-from uuid import UUID
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import TypeVar
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.context import FlowRunContext
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists
+from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
 from usegrant_flows.quota.limiter import prefect_api_configured
+from usegrant_flows.rotation.claims import (
+    Claim,
+    SeenClaim,
+    chunks,
+    create_claim,
+    delete_claim,
+    read_claims,
+    rewrite_claim,
+    target_key,
+)
 from usegrant_flows.rotation.locks import LockTimeoutError
 
 __all__ = [
-    "LEASE_PREFIX",
+    "KEEP_SECONDS",
     "LEASE_SECONDS",
     "MAX_CALLS_IN_FLIGHT",
     "MAX_RETRY_PAUSE",
     "MAX_SERVER_PAUSE",
     "TargetLeases",
-    "lease_name",
 ]
 
-#: Prefix of the per-target global concurrency limits.
-LEASE_PREFIX = "usegrant-target-"
-#: Lifetime of a lease in seconds (Prefect's minimum): how long a crashed holder blocks
-#: its target, at most (plus the repossessor's loop).
+#: Lifetime of a claim in seconds after its last write: how long a dead holder blocks
+#: its targets, at most.
 LEASE_SECONDS = 60.0
-#: Longest pause between two attempts at a busy lease, in seconds.
+#: Seconds between two looks at this run's claims (shrink the released, renew the old).
+KEEP_SECONDS = 10.0
+#: Longest pause between two looks at targets another run holds, in seconds.
 MAX_RETRY_PAUSE = 2.0
 #: Longest pause before asking a busy server again, in seconds.
 MAX_SERVER_PAUSE = 8.0
-#: Lease calls one run has in flight at most: a fleet of thousands must not send its
-#: targets' lease writes all at once to a SQLite-backed server ("database is locked").
+#: Claim calls one run has in flight at most.
 MAX_CALLS_IN_FLIGHT = 4
-
-
-def lease_name(identity: str) -> str:
-    """Return the global concurrency limit of a target identity (name, provider, client).
-
-    Example:
-        >>> name = lease_name("aws:p:c")
-        >>> name.startswith("usegrant-target-"), len(name)
-        (True, 48)
-    """
-    return LEASE_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:32]
+T = TypeVar("T")
 
 
 class TargetLeases:
-    """The per-target leases of one flow run (see the module docstring).
+    """The leases of one flow run's targets (see the module docstring).
 
     Args:
-        timeout: Seconds to wait for a target another worker holds (> 0).
+        timeout: Seconds to wait for a target another run holds (> 0).
         enabled: Take leases; default: when a Prefect server is configured.
+        ttl: Seconds a claim lasts after its last write (>= 1; tests use a few).
 
     Attributes:
-        api_calls: Prefect API calls made so far (acquisitions, creations, renewals,
-            releases), for measurement.
-        leases: Leases taken so far.
-        seconds: Time spent acquiring and releasing leases, in seconds (waits for a
-            busy lease included).
+        api_calls: Prefect API calls made so far (claim writes, reads, deletions), for
+            measurement.
+        leases: Targets held so far.
+        seconds: Time spent claiming, waiting and releasing, in seconds.
     """
 
-    def __init__(self, *, timeout: float = 120.0, enabled: bool | None = None) -> None:
+    def __init__(
+        self, *, timeout: float = 120.0, enabled: bool | None = None, ttl: float = LEASE_SECONDS
+    ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
+        if ttl < 1:
+            raise ValueError("ttl must be >= 1 second")
         self.timeout = timeout
+        self.ttl = ttl
         self.enabled = prefect_api_configured() if enabled is None else enabled
         self.api_calls = 0
         self.leases = 0
         self.seconds = 0.0
         self._client: PrefectClient | None = None
-        self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
         self._stack = contextlib.AsyncExitStack()
+        self._in_flight = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        self._claims: dict[str, Claim] = {}  # ours, by name
+        self._granted: dict[str, Claim] = {}  # target key -> our claim holding it
+        self._busy: dict[str, asyncio.Lock] = {}  # one section per target in this run
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._why = "held by another run"
+        self._pump: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._holder = _holder()
 
     async def _get_client(self) -> PrefectClient:
         if self._client is None:  # one client (one connection pool) per run
             self._client = await self._stack.enter_async_context(get_client())
         return self._client
+
+    @contextlib.asynccontextmanager
+    async def claim(self, identities: Iterable[str]) -> AsyncIterator[None]:
+        """Claim a batch's targets at once for the body of an ``async with``.
+
+        One write and one read of the claims (more only for targets another run
+        holds, or a batch over 350 targets); the claim is deleted at the end. Never
+        raises for a busy or unreachable server: the targets are then asked for one
+        by one in :meth:`hold`, within their wait.
+
+        Args:
+            identities: The targets' identities (``RotationTarget.identity``).
+        """
+        if not self.enabled:
+            yield
+            return
+        keys = {target_key(identity) for identity in identities} - set(self._granted)
+        started = time.monotonic()
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            await self._take(keys)
+        self.seconds += time.monotonic() - started
+        try:
+            yield
+        finally:
+            started = time.monotonic()
+            await asyncio.shield(self._release(keys))
+            self.seconds += time.monotonic() - started
 
     @contextlib.asynccontextmanager
     async def hold(self, identity: str) -> AsyncIterator[None]:
@@ -125,91 +164,186 @@ class TargetLeases:
             identity: The target's identity (``RotationTarget.identity``).
 
         Raises:
-            LockTimeoutError: When another holder kept it for :attr:`timeout` seconds.
+            LockTimeoutError: When another run held it for :attr:`timeout` seconds.
         """
         if not self.enabled:
             yield
             return
-        started = time.monotonic()
-        client = await self._get_client()
-        lease_id = await self._acquire(client, lease_name(identity), identity)
-        self.leases += 1
-        self.seconds += time.monotonic() - started
-        renewer = asyncio.create_task(self._renew(client, lease_id))
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+        key = target_key(identity)
+        async with self._busy.setdefault(key, asyncio.Lock()):
             started = time.monotonic()
-            # Shielded: a cancelled run still frees its target now, not a TTL later.
-            with contextlib.suppress(Exception):
-                self.api_calls += 1
-                async with self._in_flight:
-                    await asyncio.shield(client.release_concurrency_slots_with_lease(lease_id))
+            if not self._holds(key):
+                await self._wait_for(key, identity.split(":", 1)[0])
+            self.leases += 1
             self.seconds += time.monotonic() - started
-
-    async def _acquire(self, client: PrefectClient, name: str, identity: str) -> UUID:
-        deadline = time.monotonic() + self.timeout
-        holder = _holder()
-        target = identity.split(":", 1)[0]
-        busy_server = 0  # consecutive answers of a server too busy to decide
-        while True:
-            self.api_calls += 1
             try:
-                async with self._in_flight:
-                    response = await client.increment_concurrency_slots_with_lease(
-                        names=[name],
-                        slots=1,
-                        mode="concurrency",
-                        lease_duration=LEASE_SECONDS,
-                        holder=holder,
-                    )
-                body: dict[str, Any] = response.json()
-                if not body.get("limits"):
-                    # No such limit yet (the first lease of this target on this server).
-                    self.api_calls += 1
-                    with contextlib.suppress(ObjectAlreadyExists):  # another worker was first
-                        async with self._in_flight:
-                            await client.create_global_concurrency_limit(
-                                GlobalConcurrencyLimitCreate(name=name, limit=1)
-                            )
-                    continue
-                return UUID(str(body["lease_id"]))
-            except httpx.HTTPStatusError as exc:
-                status = exc.response.status_code
-                if status == 423:  # Locked: another worker holds the target
-                    pause, why = _retry_after(exc.response), "held by another worker"
-                elif status in _TRANSIENT:
-                    busy_server += 1
-                    pause, why = _backoff(busy_server), f"Prefect server answered {status}"
-                else:
-                    raise
-            except httpx.TransportError as exc:
-                busy_server += 1
-                pause, why = (
-                    _backoff(busy_server),
-                    f"Prefect server unreachable ({type(exc).__name__})",
-                )
-            if time.monotonic() + pause > deadline:
-                raise LockTimeoutError(
-                    f"no lease on target {target!r} within {self.timeout:g} s: {why} "
-                    f"(Prefect lease {name})"
-                ) from None
-            await asyncio.sleep(pause)
+                yield
+            finally:
+                started = time.monotonic()
+                await asyncio.shield(self._release([key]))
+                self.seconds += time.monotonic() - started
 
-    async def _renew(self, client: PrefectClient, lease_id: UUID) -> None:
-        """Renew the lease every 3/4 of its TTL while the section runs (rarely needed)."""
-        while True:
-            await asyncio.sleep(LEASE_SECONDS * 0.75)
-            self.api_calls += 1
-            with contextlib.suppress(Exception):  # a missed renewal: the next one may work
-                await client.renew_concurrency_lease(lease_id, lease_duration=LEASE_SECONDS)
+    def _holds(self, key: str) -> bool:
+        """True when one of our claims has ``key`` and was written recently enough."""
+        claim = self._granted.get(key)
+        if claim is None:
+            return False
+        if time.monotonic() - claim.written_at < self.ttl * 0.75:
+            return True
+        # Not renewed for most of its TTL (a server that was down): others may take it
+        # soon, so do not start a section on it; claim it again.
+        self._granted.pop(key, None)
+        claim.keys.discard(key)
+        return False
+
+    async def _wait_for(self, key: str, target: str) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        self._wake.set()
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run_pump())
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except asyncio.TimeoutError:
+            raise LockTimeoutError(
+                f"no lease on target {target!r} within {self.timeout:g} s: {self._why}"
+            ) from None
+        finally:
+            waiters = self._waiting.get(key, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiting.pop(key, None)
+
+    async def _run_pump(self) -> None:
+        """Ask for the waited-for targets together until none is waited for."""
+        attempt = 0
+        while self._waiting:
+            self._wake.clear()
+            keys = set(self._waiting) - set(self._granted)
+            pause = random.uniform(0.5, MAX_RETRY_PAUSE)  # noqa: S311 - jitter, not secrecy
+            try:
+                others = _live_keys(await self._read(), set(self._claims))
+                await self._take(keys - others)
+                attempt, self._why = 0, "held by another run"
+            except Exception as exc:  # a busy, restarting or refusing server: ask again
+                attempt += 1
+                pause, self._why = _backoff(attempt), _server_trouble(exc)
+            for key in list(self._waiting):
+                if key in self._granted:
+                    for future in self._waiting.pop(key):
+                        if not future.done():
+                            future.set_result(None)
+            if self._waiting:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), pause)
+                await asyncio.sleep(0.1)  # let waiters arriving together share a round
+
+    async def _take(self, keys: set[str]) -> None:
+        """Write claims for ``keys``, read every claim, keep the keys nobody else lists."""
+        if not keys:
+            return
+        client = await self._get_client()
+        mine: list[Claim] = []
+        try:
+            for chunk in chunks(sorted(keys)):
+                claim = Claim.new(chunk)
+                self._claims[claim.name] = claim
+                mine.append(claim)
+                await self._call(
+                    create_claim(
+                        client, claim, ttl=self.ttl, holder=self._holder, now=time.monotonic()
+                    )
+                )
+            others = _live_keys(await self._read(), set(self._claims))
+        except BaseException:
+            for claim in mine:  # unconfirmed: take nothing, leave nothing behind
+                self._claims.pop(claim.name, None)
+                with contextlib.suppress(Exception):
+                    await self._call(delete_claim(client, claim.name))
+            raise
+        for claim in mine:
+            claim.keys -= others
+            for key in claim.keys:
+                self._granted[key] = claim
+        for claim in mine:
+            if not claim.keys:
+                await self._drop(claim)
+            elif claim.keys != claim.written:  # give back what another run also claimed
+                with contextlib.suppress(httpx.HTTPError, OSError):
+                    await self._call(
+                        rewrite_claim(
+                            client, claim, ttl=self.ttl, holder=self._holder, now=claim.written_at
+                        )
+                    )
+        if self._claims and (self._keeper is None or self._keeper.done()):
+            self._keeper = asyncio.create_task(self._keep())
+
+    async def _read(self) -> list[SeenClaim]:
+        client = await self._get_client()
+        seen = await self._call(read_claims(client))
+        for claim in seen:  # a dead holder's claim: delete it, its targets are free
+            if claim.stale and claim.name not in self._claims:
+                with contextlib.suppress(httpx.HTTPError, OSError):
+                    await self._call(delete_claim(client, claim.name))
+        return seen
+
+    async def _release(self, keys: Iterable[str]) -> None:
+        """Give back targets; a claim left with none is deleted (one call)."""
+        emptied: dict[str, Claim] = {}
+        for key in keys:
+            claim = self._granted.pop(key, None)
+            if claim is not None:
+                claim.keys.discard(key)
+                if not claim.keys:
+                    emptied[claim.name] = claim
+        for claim in emptied.values():
+            with contextlib.suppress(Exception):
+                await self._drop(claim)
+
+    async def _drop(self, claim: Claim) -> None:
+        self._claims.pop(claim.name, None)
+        client = await self._get_client()
+        await self._call(delete_claim(client, claim.name))
+
+    async def _keep(self) -> None:
+        """Shrink and renew this run's claims while it has any (see the module docstring)."""
+        while self._claims:
+            await asyncio.sleep(min(KEEP_SECONDS, self.ttl / 4))
+            client = await self._get_client()
+            for claim in list(self._claims.values()):
+                old = time.monotonic() - claim.written_at > self.ttl / 3
+                if claim.name not in self._claims or (claim.keys == claim.written and not old):
+                    continue
+                started = time.monotonic()
+                try:
+                    kept = await self._call(
+                        rewrite_claim(client, claim, ttl=self.ttl, holder=self._holder, now=started)
+                    )
+                except (httpx.HTTPError, OSError):
+                    continue  # a busy or restarting server: try again next time
+                if not kept:  # deleted as stale by another run: its targets are not ours
+                    self._claims.pop(claim.name, None)
+                    for key in claim.keys:
+                        self._granted.pop(key, None)
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        self.api_calls += 1
+        async with self._in_flight:
+            return await call
 
     async def aclose(self) -> None:
-        """Close the Prefect client; log what the leases cost, if any were taken."""
-        if self.leases:
+        """Delete what is still claimed, close the client; log what the leases cost."""
+        for task in (self._pump, self._keeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for claim in list(self._claims.values()):
+            with contextlib.suppress(Exception):
+                await self._drop(claim)
+        self._granted.clear()
+        if self.api_calls:
             _logger().info(
                 "target leases: %d taken, %d Prefect API calls, %.2f s",
                 self.leases,
@@ -220,6 +354,15 @@ class TargetLeases:
         await self._stack.aclose()
 
 
+def _live_keys(seen: list[SeenClaim], ours: set[str]) -> set[str]:
+    """Keys other runs' live claims list."""
+    keys: set[str] = set()
+    for claim in seen:
+        if not claim.stale and claim.name not in ours:
+            keys |= claim.keys
+    return keys
+
+
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
@@ -227,28 +370,24 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_logger("usegrant_flows.lease")
 
 
-def _holder() -> ConcurrencyLeaseHolder | None:
-    """Name the flow run holding the lease (shown by the server), when in one."""
+def _holder() -> str:
+    """Who holds a claim, for people reading the Variables page."""
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        return None
-    return ConcurrencyLeaseHolder(type="flow_run", id=context.flow_run.id)
+    if context is not None and context.flow_run is not None:
+        return f"flow run {context.flow_run.id}"
+    return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
-#: Answers of a Prefect server that is busy (SQLite "database is locked" is a 503),
-#: not a refusal: asked again after a pause.
-_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+def _server_trouble(exc: Exception) -> str:
+    """Why the server did not answer a claim call, in a few words."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"Prefect server answered {exc.response.status_code}"
+    if isinstance(exc, (httpx.TransportError, OSError)):
+        return f"Prefect server unreachable ({type(exc).__name__})"
+    return f"claims unreadable ({type(exc).__name__})"
 
 
 def _backoff(attempt: int) -> float:
     """Seconds before asking a busy server again: 0.2, 0.4, 0.8 ... capped, with jitter."""
     cap: float = min(MAX_SERVER_PAUSE, 0.2 * 2.0 ** (attempt - 1))
     return cap * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrecy
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        pause = float(response.headers.get("Retry-After", "0.5"))
-    except ValueError:
-        pause = 0.5
-    return min(max(pause, 0.05), MAX_RETRY_PAUSE)

@@ -1,35 +1,37 @@
-"""What the AWS sinks share: their common fields, the boto3 client, the error text.
+"""What the AWS sinks share: their common fields and the error text.
 
 ``boto3``, ``botocore`` and ``prefect_aws`` (``pip install 'usegrant-flows[aws]'``) are
 imported when a method runs, never when this module is imported.
 
-A client comes from the session of a saved ``prefect_aws.AwsCredentials`` block (by
-name), or from boto3's default chain (environment, shared files, instance role) when no
-block is named. Every client has bounded timeouts and retries (botocore ``Config``:
-``connect_timeout`` and ``read_timeout`` of ``timeout`` seconds, ``max_attempts``
-attempts in botocore's ``standard`` retry mode).
-
-At DEBUG level botocore logs every request's parameters (a ``SecretString``, an STS
-``WebIdentityToken``) and every response body (temporary keys). Building a client
-installs :class:`RedactBodies` on the loggers that do it (and on ``botocore.auth``,
-whose canonical request quotes the session token header): their DEBUG records are
-dropped, so turning on DEBUG logging never writes a token or a key to a log.
+The client comes from :func:`usegrant_flows._aws_client.build_client`, shared with the
+STS exchange: the session of a saved ``prefect_aws.AwsCredentials`` block (by name) with
+the block's ``aws_client_parameters`` applied as prefect-aws's ``get_client`` does, or
+boto3's default chain when no block is named; the sink's own ``endpoint_url`` and
+``region_name`` win over the block's. Every client has bounded timeouts and retries
+(``connect_timeout`` and ``read_timeout`` of ``timeout`` seconds, ``max_attempts``
+attempts in botocore's ``standard`` retry mode), and botocore's DEBUG records that quote
+bodies are dropped.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from usegrant_flows._aws_client import (
+    BODY_LOGGERS,
+    RedactBodies,
+    build_client,
+    client_config,
+    error_code,
+    is_sdk_error,
+)
 from usegrant_flows._aws_names import REGION
 from usegrant_flows.api.errors import ConfigurationError
-from usegrant_flows.api.redact import register_secret
 from usegrant_flows.api.worker_bounds import check_endpoint_allowed
-from usegrant_flows.loading import load_block
 from usegrant_flows.sinks._remote import check_endpoint, require_sdk, scrub
 from usegrant_flows.sinks.base import (
     ADOPT_DESCRIPTION,
@@ -59,102 +61,6 @@ _BLOCK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _KMS_KEY = re.compile(r"^[A-Za-z0-9:/_+=,.@-]{1,2048}$")
 
 
-#: botocore loggers whose DEBUG records carry request parameters, response bodies or
-#: (the signer's canonical request) the session token header.
-BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth")
-
-
-class RedactBodies(logging.Filter):
-    """Drop the DEBUG records of botocore that quote request parameters or bodies."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Return False (drop) for DEBUG and lower records, True for the others."""
-        return record.levelno > logging.DEBUG
-
-
-def install_log_redaction() -> None:
-    """Attach one :class:`RedactBodies` to each of :data:`BODY_LOGGERS` (idempotent)."""
-    for name in BODY_LOGGERS:
-        target = logging.getLogger(name)
-        if not any(isinstance(f, RedactBodies) for f in target.filters):
-            target.addFilter(RedactBodies())
-
-
-def client_config(timeout: float, max_attempts: int, *, unsigned: bool = False) -> Any:
-    """Return a botocore ``Config`` with bounded timeouts and retries.
-
-    Args:
-        timeout: Connect and read timeout of each attempt, in seconds (> 0).
-        max_attempts: Attempts in total, first one included (1..10).
-        unsigned: Send requests unsigned (STS ``AssumeRoleWithWebIdentity``).
-    """
-    from botocore import UNSIGNED
-    from botocore.config import Config
-
-    options: dict[str, Any] = {
-        "connect_timeout": timeout,
-        "read_timeout": timeout,
-        "retries": {"max_attempts": max_attempts, "mode": "standard"},
-    }
-    if unsigned:
-        options["signature_version"] = UNSIGNED
-    return Config(**options)
-
-
-def build_client(
-    service: str,
-    *,
-    aws_credentials: str | None,
-    region_name: str | None,
-    endpoint_url: str | None,
-    timeout: float,
-    max_attempts: int,
-    unsigned: bool = False,
-) -> Any:
-    """Return a boto3 client for ``service`` (no request is sent).
-
-    Args:
-        service: The boto3 service name, e.g. ``"secretsmanager"``.
-        aws_credentials: Name of a saved ``prefect_aws.AwsCredentials`` block, or
-            ``None`` for boto3's default credential chain.
-        region_name: The region; ``None`` takes the block's, then boto3's default.
-        endpoint_url: Endpoint override (VPC endpoint, tests); ``None``: AWS's.
-        timeout: Connect and read timeout of each attempt, in seconds.
-        max_attempts: Attempts in total (botocore standard retry mode).
-        unsigned: Send unsigned requests (no credentials are looked up).
-
-    Raises:
-        ConfigurationError: When the block does not exist or no region is known.
-    """
-    import boto3
-    from botocore.exceptions import NoRegionError
-
-    install_log_redaction()
-    if aws_credentials is not None and not unsigned:
-        from prefect_aws import AwsCredentials
-
-        block = load_block(
-            AwsCredentials, aws_credentials, what="AwsCredentials block", hint="save it first"
-        )
-        # The block's keys: scrubbed from any error text from now on.
-        register_secret(block.aws_secret_access_key, block.aws_session_token)
-        session = block.get_boto3_session()
-    else:
-        session = boto3.Session()
-    try:
-        return session.client(
-            service,
-            region_name=region_name or session.region_name,
-            endpoint_url=endpoint_url,
-            config=client_config(timeout, max_attempts, unsigned=unsigned),
-        )
-    except NoRegionError:
-        raise ConfigurationError(
-            f"no AWS region for {service}: set region_name, the credentials block's "
-            "region or AWS_REGION"
-        ) from None
-
-
 def aws_tags(metadata: TokenMetadata | None) -> list[dict[str, str]]:
     """Return our marks as an AWS tag list (``[{"Key": ..., "Value": ...}]``)."""
     return [{"Key": key, "Value": value} for key, value in owner_marks(metadata).items()]
@@ -167,22 +73,6 @@ def tag_dict(tags: Any) -> dict[str, str]:
         if isinstance(tag, dict) and isinstance(tag.get("Key"), str):
             found[tag["Key"]] = str(tag.get("Value", ""))
     return found
-
-
-def error_code(exc: BaseException) -> str | None:
-    """Return the AWS error code of a botocore ``ClientError``, else ``None``."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = (response.get("Error") or {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
-def is_sdk_error(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from botocore (an answer or a transport failure)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return isinstance(exc, (BotoCoreError, ClientError))
 
 
 def aws_error(where: str, action: str, exc: BaseException) -> SinkError:
@@ -224,7 +114,10 @@ class AwsTokenSink(TokenSink, ABC):
     )
     endpoint_url: str | None = Field(
         default=None,
-        description="Endpoint override (VPC endpoint, tests): https, or http to loopback.",
+        description=(
+            "Endpoint override (VPC endpoint, tests): https, or http to loopback; empty: "
+            "the credentials block's client parameters, else AWS's."
+        ),
     )
     kms_key_id: str | None = Field(
         default=None, description="KMS key id, ARN or alias; empty: the AWS managed key."

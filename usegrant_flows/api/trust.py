@@ -1,0 +1,135 @@
+"""The checks a token from a single call passes before the caller sees it.
+
+A rotation verifies every token before any sink sees it; :func:`check_issued` and
+:func:`acheck_issued` run the same checks for the single-token tasks and
+``usegrant-flows token create``: the claims (:func:`usegrant_flows.api.claims.check_minted`)
+and, in ``"full"`` mode, the signature against the issuer's keys
+(:func:`usegrant_flows.api.jwks.averify_minted`). The keys are cached for the whole
+process (:data:`PROCESS_KEYS`, :data:`~usegrant_flows.api.verify.JWKS_CACHE_SECONDS`
+seconds), so a task called in a loop fetches them once.
+
+Where the keys are, first match wins: the ``jwks_url`` of the credentials
+(``USEGRANT_JWKS_URL`` for the settings); discovery at the API's base URL when it is a
+loopback host (the emulator mints tokens whose issuer domain does not resolve here);
+discovery at the token's own ``iss``.
+
+A token that fails is an :class:`~usegrant_flows.api.errors.InvalidResponseError`: the
+API answered 2xx with a token that cannot be trusted. Its one line names the token by
+fingerprint and the check that failed; nothing is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from datetime import datetime, timezone
+from typing import Literal, get_args
+from urllib.parse import urlsplit
+
+from usegrant_flows.api.checks import is_loopback
+from usegrant_flows.api.claims import shown
+from usegrant_flows.api.errors import (
+    ConfigurationError,
+    InvalidResponseError,
+    TokenVerificationError,
+)
+from usegrant_flows.api.jwks import JwksCache, averify_minted
+from usegrant_flows.api.models import AccessToken
+
+__all__ = ["PROCESS_KEYS", "TrustMode", "acheck_issued", "check_issued", "check_mode"]
+
+#: ``"full"``: claims and signature (the default); ``"claims"``: the claims only, for
+#: callers that cannot reach the issuer's keys; ``"off"``: no check at all.
+TrustMode = Literal["full", "claims", "off"]
+#: The issuers' keys, shared by every single-token call of this process.
+PROCESS_KEYS = JwksCache()
+
+
+def check_mode(value: object) -> TrustMode:
+    """Return ``value`` if it is a :data:`TrustMode`, else raise ConfigurationError.
+
+    Example:
+        >>> check_mode("claims")
+        'claims'
+    """
+    if isinstance(value, str) and value in get_args(TrustMode):
+        return value  # type: ignore[return-value]
+    raise ConfigurationError(f"verify must be 'full', 'claims' or 'off', got {shown(value)}")
+
+
+def key_source(base_url: str | None, jwks_url: str | None) -> tuple[str | None, str | None]:
+    """Return ``(jwks_url, discovery_url)`` for tokens minted at ``base_url``.
+
+    Example:
+        >>> key_source("http://127.0.0.1:8080", None)
+        (None, 'http://127.0.0.1:8080')
+    """
+    if jwks_url is not None:
+        return jwks_url, None
+    local = base_url is not None and is_loopback(urlsplit(base_url).hostname or "")
+    return None, (base_url if local else None)
+
+
+async def acheck_issued(
+    token: AccessToken,
+    *,
+    mode: TrustMode = "full",
+    base_url: str | None = None,
+    jwks_url: str | None = None,
+    keys: JwksCache | None = None,
+) -> AccessToken:
+    """Return ``token`` once it passed the checks ``mode`` asks for.
+
+    Args:
+        token: The token the API just answered with.
+        mode: See :data:`TrustMode`.
+        base_url: The API base URL the token came from.
+        jwks_url: Explicit JWK set URL (credentials or ``USEGRANT_JWKS_URL``).
+        keys: Key cache; :data:`PROCESS_KEYS` when ``None``.
+
+    Raises:
+        InvalidResponseError: The token failed a check (or its keys could not be had).
+        ConfigurationError: ``mode`` is not a :data:`TrustMode`.
+    """
+    mode = check_mode(mode)
+    if mode == "off":
+        return token
+    found_jwks, discovery = key_source(base_url, jwks_url)
+    try:
+        await averify_minted(
+            token,
+            now=datetime.now(timezone.utc),
+            renew_before=0.0,
+            mode=mode,
+            keys=keys or PROCESS_KEYS,
+            jwks_url=found_jwks,
+            discovery_url=discovery,
+        )
+    except TokenVerificationError as exc:
+        raise InvalidResponseError(str(exc)) from None
+    return token
+
+
+def check_issued(
+    token: AccessToken,
+    *,
+    mode: TrustMode = "full",
+    base_url: str | None = None,
+    jwks_url: str | None = None,
+    keys: JwksCache | None = None,
+) -> AccessToken:
+    """Sync form of :func:`acheck_issued`: same arguments, result and errors.
+
+    Runs the checks on a private event loop (in a helper thread when the calling thread
+    already runs one); the key cache is the same.
+    """
+    mode = check_mode(mode)
+    if mode == "off":
+        return token
+    call = acheck_issued(token, mode=mode, base_url=base_url, jwks_url=jwks_url, keys=keys)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(call)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, call).result()
