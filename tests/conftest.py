@@ -53,6 +53,16 @@ def _no_retry_sleeps() -> None:
         set_testing(True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give each test the empty JWKS cache of a new process.
+
+    The process's cache outlives runs (keys within 300 s); across tests a loopback port
+    reused by another emulator would otherwise find the previous one's keys there.
+    """
+    monkeypatch.setattr("usegrant_flows.api.jwks._SHARED", None)
+
+
 def _make_token(lifetime: int = 3600, **claims: Any) -> Any:
     """Return an AccessToken holding a real (HS256-signed) JWT expiring in ``lifetime`` s."""
     import jwt

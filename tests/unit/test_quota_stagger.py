@@ -14,7 +14,7 @@ from tests.issuer import Issuer
 from usegrant_flows.api.clock import Clock
 from usegrant_flows.api.jwks import JwksCache
 from usegrant_flows.api.models import AccessToken
-from usegrant_flows.rotation import runner as rotation_runner
+from usegrant_flows.rotation import outcome as rotation_outcome
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.plan import stagger_offset
 from usegrant_flows.rotation.policy import RotationAction
@@ -81,7 +81,7 @@ class Runner(FleetRunner):
 
 @pytest.fixture(autouse=True)
 def no_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rotation_runner, "emit_event", lambda **kw: None)
+    monkeypatch.setattr(rotation_outcome, "emit_event", lambda **kw: None)
 
 
 def targets(n: int) -> list[RotationTarget]:

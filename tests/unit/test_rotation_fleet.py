@@ -50,7 +50,8 @@ def test_a_targets_own_keys_win_over_defaults() -> None:
 
 
 def test_a_bare_list_is_a_fleet() -> None:
-    assert [t.name for t in parse_fleet([target(), target(name="gcp")])] == ["aws", "gcp"]
+    gcp = target(name="gcp", sinks=[{"type": "file", "path": "/run/gcp.jwt"}])
+    assert [t.name for t in parse_fleet([target(), gcp])] == ["aws", "gcp"]
 
 
 def test_a_string_sink_is_a_saved_block() -> None:
@@ -265,6 +266,7 @@ def test_a_yaml_merge_key_is_not_a_duplicate(tmp_path: Path) -> None:
         "    sinks: [{type: file, path: aws.jwt}]\n"
         "  - <<: *aws\n"
         "    name: gcp\n"
+        "    sinks: [{type: file, path: gcp.jwt}]\n"
     )
     assert [t.name for t in load_fleet_file(write(tmp_path, text))] == ["aws", "gcp"]
 

@@ -24,7 +24,7 @@ from usegrant_flows.api.errors import AuthenticationError
 from usegrant_flows.api.jwks import JwksCache
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.emulator.keys import SigningKey
-from usegrant_flows.rotation import runner as rotation_runner
+from usegrant_flows.rotation import outcome as rotation_outcome
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.lease import TargetLeases
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
@@ -145,7 +145,7 @@ class Runner(ClientRunner):
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     emitted: list[dict[str, Any]] = []
-    monkeypatch.setattr(rotation_runner, "emit_event", lambda **kw: emitted.append(kw))
+    monkeypatch.setattr(rotation_outcome, "emit_event", lambda **kw: emitted.append(kw))
     return emitted
 
 

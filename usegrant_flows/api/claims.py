@@ -3,7 +3,9 @@
 :func:`check_minted` is pure (no network, no clock of its own): size first, then shape,
 an asymmetric algorithm, ``exp`` later than now plus the target's ``renew_before`` (a
 token already due is no improvement), ``exp`` agreeing with the API's ``expiresAt``,
-``iat``/``nbf`` not in the future beyond the skew, and ``sub``/``aud`` present. The
+``iat``/``nbf`` not in the future beyond the skew, ``iat`` not in the past beyond the
+skew either (a freshly minted token was issued now: an old ``iat`` is a replayed or
+cached answer, which would also be due again at once), and ``sub``/``aud`` present. The
 signature is :mod:`usegrant_flows.api.jwks`'s business. Every refusal is a
 :class:`~usegrant_flows.api.errors.TokenVerificationError` whose one line names the
 token by fingerprint, never by value.
@@ -42,7 +44,8 @@ VerifyMode = Literal["full", "claims"]
 MAX_TOKEN_BYTES = 16 * 1024
 #: Most seconds the JWT's ``exp`` and the API's ``expiresAt`` may differ by.
 EXPIRY_TOLERANCE = 5.0
-#: Most seconds ``iat`` / ``nbf`` may lie in the future (clock skew between machines).
+#: Most seconds ``iat`` / ``nbf`` may lie in the future, and ``iat`` in the past, of a
+#: freshly minted token (clock skew between machines, plus the time of the request).
 CLOCK_SKEW = 60.0
 #: Fewest bits of an RSA signing key accepted.
 MIN_RSA_BITS = 2048
@@ -111,7 +114,8 @@ def check_minted(token: AccessToken, *, now: datetime, renew_before: float) -> M
     non-empty signature; a numeric ``exp`` later than ``now + renew_before`` (a token already due
     for refresh is no improvement); ``exp`` within :data:`EXPIRY_TOLERANCE` seconds of
     the API's ``expiresAt``; ``iat`` and ``nbf``, when present, numeric and at most
-    :data:`CLOCK_SKEW` seconds in the future; ``sub`` and ``aud`` present and non-empty.
+    :data:`CLOCK_SKEW` seconds in the future; ``iat``, when present, at most
+    :data:`CLOCK_SKEW` seconds in the past; ``sub`` and ``aud`` present and non-empty.
 
     Args:
         token: The token the API just answered with.
@@ -183,6 +187,11 @@ def check_minted(token: AccessToken, *, now: datetime, renew_before: float) -> M
         if ahead > CLOCK_SKEW:
             raise refuse(
                 f"its {name} is {ahead:.0f} s in the future (more than {CLOCK_SKEW:g} s of skew)"
+            )
+        if name == "iat" and -ahead > CLOCK_SKEW:
+            raise refuse(
+                f"its iat is {-ahead:.0f} s in the past (more than {CLOCK_SKEW:g} s of skew): "
+                "not freshly minted"
             )
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:

@@ -5,12 +5,16 @@ Connect discovery (``{iss}/.well-known/openid-configuration``), each fetch bound
 time and size and never following redirects, caches it per issuer, and refetches once
 on an unknown ``kid`` (the issuer may have rotated its key). :func:`averify_minted` runs
 the claim checks of :mod:`usegrant_flows.api.claims` and then the signature.
+:meth:`JwksCache.prefetch` fetches an issuer's keys ahead of a mint (keys before quota),
+and :func:`shared_jwks_cache` is the one cache of a process, so the runs of a
+long-lived worker reuse keys within their TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,7 +36,7 @@ from usegrant_flows.api.errors import ConfigurationError, TokenVerificationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.verify import JWKS_CACHE_SECONDS, MAX_DOCUMENT_BYTES, json_document
 
-__all__ = ["JwksCache", "averify_minted"]
+__all__ = ["JwksCache", "averify_minted", "shared_jwks_cache"]
 
 
 @dataclass
@@ -71,14 +75,17 @@ class JwksCache:
         self._transport = transport
         self._sets: dict[str, _KeySet] = {}
         self._discovered: dict[str, tuple[float, str]] = {}
-        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
+        # Per event loop: an asyncio lock must not be shared across loops, and a cache
+        # shared by the runs of a process outlives each run's loop.
+        self._locks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
         #: Fetches made, by URL (discovery documents and JWK sets); for tests and stats.
         self.fetches: dict[str, int] = {}
 
     def _lock(self, url: str) -> asyncio.Lock:
-        # Per event loop too: an asyncio lock must not be shared across loops.
-        loop = id(asyncio.get_running_loop())
-        return self._locks.setdefault((loop, url), asyncio.Lock())
+        locks = self._locks.setdefault(asyncio.get_running_loop(), {})
+        return locks.setdefault(url, asyncio.Lock())
 
     async def _fetch_json(self, url: str, what: str) -> Any:
         try:
@@ -188,6 +195,61 @@ class JwksCache:
             self._sets[url] = fresh
             return fresh, True
 
+    async def key_set_url(
+        self,
+        *,
+        jwks_url: str | None = None,
+        discovery_url: str | None = None,
+        issuer: str | None = None,
+    ) -> str:
+        """Return the URL of an issuer's JWK set, discovering it when needed (cached).
+
+        First match wins: ``jwks_url``; discovery at ``discovery_url`` (a configured
+        location); discovery at ``issuer`` (the token's ``iss``), whose document must name
+        that same issuer.
+
+        Raises:
+            TokenVerificationError: No location is given, or discovery failed.
+        """
+        if jwks_url is not None:
+            return jwks_url
+        if discovery_url is not None:
+            return await self.jwks_uri(discovery_url, expect_issuer=False)
+        if issuer is None:
+            raise TokenVerificationError(
+                "it has no iss claim to discover its keys by; set a jwks_url"
+            )
+        problem = url_problem(issuer)
+        if problem:
+            raise TokenVerificationError(
+                f"its issuer cannot be used for discovery ({problem}); set a jwks_url"
+            )
+        return await self.jwks_uri(issuer)
+
+    async def prefetch(
+        self,
+        *,
+        jwks_url: str | None = None,
+        discovery_url: str | None = None,
+        issuer: str | None = None,
+    ) -> str:
+        """Make sure an issuer's keys are at hand before a token is minted for it.
+
+        Costs nothing while the cached set is younger than ``ttl``; otherwise one
+        discovery (when needed) and one JWKS fetch, each bounded by ``timeout``. The
+        location is chosen as in :meth:`key_set_url`.
+
+        Returns:
+            The JWK set's URL.
+
+        Raises:
+            TokenVerificationError: One line: the keys cannot be had (unreachable, a
+                timeout, an error status, no keys list).
+        """
+        url = await self.key_set_url(jwks_url=jwks_url, discovery_url=discovery_url, issuer=issuer)
+        await self._key_set(url)
+        return url
+
     async def verify_signature(
         self,
         token: AccessToken,
@@ -214,21 +276,9 @@ class JwksCache:
         """
         name = f"token {token.fingerprint} refused"
         try:
-            if jwks_url is not None:
-                url = jwks_url
-            elif discovery_url is not None:
-                url = await self.jwks_uri(discovery_url, expect_issuer=False)
-            else:
-                if minted.issuer is None:
-                    raise TokenVerificationError(
-                        "it has no iss claim to discover its keys by; set a jwks_url"
-                    )
-                problem = url_problem(minted.issuer)
-                if problem:
-                    raise TokenVerificationError(
-                        f"its issuer cannot be used for discovery ({problem}); set a jwks_url"
-                    )
-                url = await self.jwks_uri(minted.issuer)
+            url = await self.key_set_url(
+                jwks_url=jwks_url, discovery_url=discovery_url, issuer=minted.issuer
+            )
             key_set, fetched = await self._key_set(url)
             key = _pick_key(key_set.keys, minted, url)
             if key is None and not fetched:
@@ -287,6 +337,22 @@ def _check_signature(
         raise TokenVerificationError(
             f"its signature does not verify against the JWKS at {url}"
         ) from None
+
+
+_SHARED: JwksCache | None = None
+
+
+def shared_jwks_cache() -> JwksCache:
+    """Return the process's one :class:`JwksCache` (default bounds, the network).
+
+    The runs of a long-lived process (``serve()``, a test session) share it, so an
+    issuer's keys are fetched at most once per ``ttl`` (300 s) per process, whatever the
+    number of runs. A failed fetch is not cached here: the next run asks again.
+    """
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = JwksCache()
+    return _SHARED
 
 
 async def averify_minted(

@@ -55,6 +55,7 @@ from pydantic import (
 from usegrant_flows.api.claims import VerifyMode
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import MAX_EXPIRES_IN
+from usegrant_flows.rotation.destinations import check_destinations
 from usegrant_flows.rotation.policy import RefreshPolicy
 from usegrant_flows.sinks.registry import BlockSinkSpec, InlineSinkSpec, SinkSpec
 
@@ -213,7 +214,8 @@ def parse_fleet(
 
     Raises:
         ConfigurationError: One line naming the target and the field at fault (with
-            their lines when ``locate`` knows them), or a duplicate name.
+            their lines when ``locate`` knows them), a duplicate name, or two targets
+            writing one destination (:mod:`~usegrant_flows.rotation.destinations`).
 
     Example:
         >>> parse_fleet({"targets": []})
@@ -256,4 +258,5 @@ def parse_fleet(
             )
         seen.add(target.name)
         targets.append(target)
+    check_destinations((t.name, t.sinks) for t in targets)
     return targets

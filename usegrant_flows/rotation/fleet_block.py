@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.loading import aload_block, load_block
+from usegrant_flows.rotation.destinations import check_destinations
 from usegrant_flows.rotation.fleet import BlockSinkSpec, RotationTarget, parse_fleet
 
 __all__ = ["FLEET_BLOCK_HINT", "UseGrantFleet", "aload_fleet", "load_fleet"]
@@ -110,6 +111,10 @@ class UseGrantFleet(Block):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"target names must be unique; repeated: {', '.join(repeated)}")
+        try:
+            check_destinations((t.name, t.sinks) for t in self.targets)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def document(self) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from usegrant_flows.api.errors import (
     UseGrantConnectionError,
 )
 from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
+from usegrant_flows.rotation.issuer_keys import KeysUnavailableError
 
 __all__ = [
     "RefreshPolicy",
@@ -349,6 +350,8 @@ def explain_error(
         return _one_line(f"could not reach UseGrant: {exc}")
     if isinstance(exc, InvalidResponseError):
         return _one_line(f"UseGrant's answer is not a usable token: {exc}")
+    if isinstance(exc, KeysUnavailableError):  # before a mint: nothing was minted
+        return _one_line(str(exc))
     if isinstance(exc, TokenVerificationError):
         return _one_line(f"the minted token was written nowhere: {exc}")
     if isinstance(exc, ConfigurationError):

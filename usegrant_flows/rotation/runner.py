@@ -27,30 +27,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from prefect.events import emit_event
 from prefect.settings import PREFECT_HOME
 
 from usegrant_flows.api.checks import is_loopback
 from usegrant_flows.api.clock import SYSTEM_CLOCK, Clock
 from usegrant_flows.api.errors import ConfigurationError
-from usegrant_flows.api.jwks import JwksCache, averify_minted
+from usegrant_flows.api.jwks import JwksCache, averify_minted, shared_jwks_cache
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.settings import load_settings
 from usegrant_flows.client_pool import ClientPool
 from usegrant_flows.credentials import aload_credentials
 from usegrant_flows.loading import aload_block
 from usegrant_flows.rotation.fleet import BlockSinkSpec, RotationTarget
-from usegrant_flows.rotation.holdings import all_fresh, read_all, soonest
+from usegrant_flows.rotation.holdings import all_fresh, read_all
+from usegrant_flows.rotation.issuer_keys import IssuerKeys, KeyLocation
 from usegrant_flows.rotation.lease import TargetLeases
 from usegrant_flows.rotation.locks import TargetLocks
+from usegrant_flows.rotation.outcome import deliver, emit, failed, fresh, preflight
 from usegrant_flows.rotation.plan import stagger_offset
-from usegrant_flows.rotation.policy import (
-    RotationAction,
-    RotationResult,
-    effective_expiry,
-    explain_error,
-    fallback_action,
-)
+from usegrant_flows.rotation.policy import RotationResult, effective_expiry
 from usegrant_flows.sinks.base import TokenSink
 
 __all__ = ["FleetRunner", "default_lock_dir"]
@@ -75,8 +70,10 @@ class FleetRunner:
             ``[0, spread)`` derived from its identity (never past its ``renew_before``
             margin) before it mints. Missing tokens are delivered at once.
         clock: Where the stagger waits (tests pass a fake one).
-        jwks: The issuers' JWK sets, shared by every target of the run; default a new
-            :class:`JwksCache` (tests pass one with a mock transport).
+        jwks: The issuers' JWK sets; default the process's
+            (:func:`~usegrant_flows.api.jwks.shared_jwks_cache`; tests pass one with a
+            mock transport). Each issuer's keys are fetched before its first mint of the
+            run (:mod:`~usegrant_flows.rotation.issuer_keys`).
         leases: Per-target leases across machines (:mod:`~usegrant_flows.rotation.lease`),
             taken with the file lock; default: a Prefect server's, when one is configured.
     """
@@ -107,7 +104,8 @@ class FleetRunner:
         self.on_result = on_result
         self._limit = asyncio.Semaphore(concurrency)
         self._blocks: dict[str, TokenSink] = {}
-        self.jwks = jwks or JwksCache()
+        self.jwks = jwks or shared_jwks_cache()
+        self.issuer_keys = IssuerKeys(self.jwks)
         self._key_sources: dict[str | None, tuple[str | None, str | None]] = {}
         self._key_sources_lock = asyncio.Lock()  # one credentials load per name, not per target
 
@@ -133,8 +131,8 @@ class FleetRunner:
             try:
                 result = await self._rotate(target)
             except Exception as exc:  # a bug or an unexpected error: report, don't stop
-                result = _failed(target, exc, [None])
-        _emit(result)
+                result = failed(target, exc, [None])
+        emit(result)
         if self.on_result is not None:
             self.on_result(result)
         return result
@@ -143,32 +141,34 @@ class FleetRunner:
         try:
             sinks = await self.sinks_for(target)
         except Exception as exc:
-            return _failed(target, exc, [None])
-        refusal = await _preflight(target, sinks)
+            return failed(target, exc, [None])
+        refusal = await preflight(target, sinks)
         if refusal is not None:
             return refusal
         held = await read_all(sinks)
         if not self.force and all_fresh(target, sinks, held):
-            return _fresh(target, held)
+            return fresh(target, held)
         try:
             async with self.locks.hold(target.name), self.leases.hold(target.identity):
                 held = await read_all(sinks)
                 if not self.force and all_fresh(target, sinks, held):
-                    return _fresh(target, held)
+                    return fresh(target, held)
                 try:
                     client = await self.clients.get(target.credentials)
+                    if target.verify == "full":  # keys before quota: no mint without them
+                        await self.issuer_keys.ready(await self.key_location(target, client, held))
                     token = await client.create_token(
                         target.provider_id, target.client_id, **target.token_options()
                     )
                 except Exception as exc:
-                    return _failed(target, exc, held)
+                    return failed(target, exc, held)
                 try:
                     await self._verify(target, client, token)
                 except Exception as exc:  # refused: written nowhere, the sinks keep theirs
-                    return _failed(target, exc, held)
-                return await _deliver(target, token, sinks, held)
+                    return failed(target, exc, held)
+                return await deliver(target, token, sinks, held)
         except Exception as exc:  # LockTimeoutError, or the lock directory is unusable
-            return _failed(target, exc, held)
+            return failed(target, exc, held)
 
     async def key_source(
         self, target: RotationTarget, client: Any
@@ -201,6 +201,23 @@ class FleetRunner:
                 self._key_sources[name] = (jwks_url, discovery)
             return self._key_sources[name]
 
+    async def key_location(
+        self, target: RotationTarget, client: Any, held: Sequence[AccessToken | None]
+    ) -> KeyLocation:
+        """Return where the target's issuer keys are, known before a mint when possible.
+
+        The configured source (:meth:`key_source`) first; else the ``iss`` of a token
+        its sinks hold; else nothing is known (the keys are fetched after the mint).
+        """
+        jwks_url, discovery = await self.key_source(target, client)
+        if jwks_url is not None or discovery is not None:
+            return KeyLocation(jwks_url=jwks_url, discovery_url=discovery)
+        for token in held:
+            issuer = token.claims().get("iss") if token is not None else None
+            if isinstance(issuer, str) and issuer:
+                return KeyLocation(issuer=issuer)
+        return KeyLocation()
+
     async def _verify(self, target: RotationTarget, client: Any, token: AccessToken) -> None:
         """Refuse a minted token that fails the target's checks (TokenVerificationError)."""
         jwks_url = discovery = None
@@ -231,7 +248,7 @@ class FleetRunner:
             sinks = await self.sinks_for(target)
         except Exception:  # reported by _rotate
             return
-        if await _preflight(target, sinks) is not None:
+        if await preflight(target, sinks) is not None:
             return  # reported by _rotate, which preflights again
         held = await read_all(sinks)
         readable = [token for sink, token in zip(sinks, held, strict=True) if sink.readable]
@@ -249,131 +266,3 @@ class FleetRunner:
         """Close the shared clients."""
         await self.clients.aclose()
         await self.leases.aclose()
-
-
-async def _preflight(target: RotationTarget, sinks: Sequence[TokenSink]) -> RotationResult | None:
-    """Preflight every sink; return the ``failed`` row of the first refusal, or ``None``.
-
-    Runs before any read or request: a sink that cannot take a token makes the target
-    ``failed`` at no cost (a mint would spend a request for nothing).
-    """
-    for sink in sinks:
-        try:
-            await sink.apreflight()
-        except Exception as exc:
-            return _row(
-                target,
-                RotationAction.FAILED,
-                error_class=type(exc).__name__,
-                reason=f"{sink.describe()}: {_reason(target, exc)}"[:300],
-            )
-    return None
-
-
-def _row(target: RotationTarget, action: RotationAction, **fields: Any) -> RotationResult:
-    return RotationResult(
-        target=target.name,
-        provider_id=str(target.provider_id),
-        client_id=str(target.client_id),
-        action=action,
-        **fields,
-    )
-
-
-def _fresh(target: RotationTarget, held: Sequence[AccessToken | None]) -> RotationResult:
-    token = soonest(held)
-    return _row(
-        target,
-        RotationAction.FRESH,
-        fingerprint=token.fingerprint if token else None,
-        expires_at=effective_expiry(token) if token else None,
-    )
-
-
-def _reason(target: RotationTarget, exc: BaseException) -> str:
-    return explain_error(
-        exc,
-        credentials=target.credentials,
-        provider_id=target.provider_id,
-        client_id=target.client_id,
-    )
-
-
-def _failed(
-    target: RotationTarget, exc: BaseException, held: Sequence[AccessToken | None]
-) -> RotationResult:
-    token = soonest(held)
-    return _row(
-        target,
-        fallback_action(held),
-        fingerprint=token.fingerprint if token else None,
-        expires_at=effective_expiry(token) if token else None,
-        error_class=type(exc).__name__,
-        reason=_reason(target, exc),
-    )
-
-
-async def _deliver(
-    target: RotationTarget,
-    token: AccessToken,
-    sinks: Sequence[TokenSink],
-    held: Sequence[AccessToken | None],
-) -> RotationResult:
-    """Write ``token`` to every sink; a failed write leaves that sink's old token."""
-    metadata = {
-        "providerId": str(target.provider_id),
-        "clientId": str(target.client_id),
-        "target": target.name,
-    }
-    written: list[str] = []
-    failed: list[str] = []
-    still_held: list[AccessToken | None] = []
-    first_error: BaseException | None = None
-    for sink, old in zip(sinks, held, strict=True):
-        try:
-            await sink.awrite(token, metadata)
-        except Exception as exc:
-            failed.append(sink.describe())
-            still_held.append(old)
-            first_error = first_error or exc
-        else:
-            written.append(sink.describe())
-    fields: dict[str, Any] = {
-        "fingerprint": token.fingerprint,
-        "expires_at": effective_expiry(token),
-        "sinks_written": tuple(written),
-        "sinks_failed": tuple(failed),
-    }
-    if first_error is None:
-        return _row(target, RotationAction.MINTED, **fields)
-    action = fallback_action(still_held)
-    note = (
-        "; the failed sinks keep their valid old token"
-        if action is RotationAction.FAILED_BUT_VALID
-        else ""
-    )
-    return _row(
-        target,
-        action,
-        error_class=type(first_error).__name__,
-        reason=f"{failed[0]}: {_reason(target, first_error)}{note}"[:300],
-        **fields,
-    )
-
-
-def _emit(result: RotationResult) -> None:
-    kind = {
-        RotationAction.MINTED: "minted",
-        RotationAction.FRESH: "fresh",
-    }.get(result.action, "failed")
-    payload = result.model_dump(mode="json", exclude={"target", "provider_id", "client_id"})
-    emit_event(
-        event=f"usegrant.token.{kind}",
-        resource={
-            "prefect.resource.id": f"usegrant.client.{result.client_id}",
-            "prefect.resource.name": result.target,
-            "usegrant.provider-id": result.provider_id,
-            "usegrant.target": result.target,
-        },
-        payload=payload,
-    )

@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.rotation.destinations import check_destinations
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.plan import FleetPlan, check_fleet_plan
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
@@ -101,13 +102,15 @@ async def rotate_fleet(
     Raises:
         QuotaPlanError: When the fleet needs more mints per hour than a key's budget
             sustains (a ``ConfigurationError``; the message has the numbers).
-        ConfigurationError: For duplicate names or a bad concurrency/batch size.
+        ConfigurationError: For duplicate names, two targets writing one destination, or
+            a bad concurrency/batch size.
     """
     if batch_size < 1:
         raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
     dupes = sorted(name for name, n in Counter(t.name for t in targets).items() if n > 1)
     if dupes:
         raise ConfigurationError(f"target names must be unique; repeated: {', '.join(dupes)}")
+    check_destinations((t.name, t.sinks) for t in targets)
     if plan is None:
         from usegrant_flows.rotation.plan import aplan_fleet
 
