@@ -33,7 +33,7 @@ class Sink:
     def __init__(self, token: AccessToken | None) -> None:
         self.token = token
 
-    async def apreflight(self) -> None:
+    async def apreflight(self, metadata: dict[str, Any] | None = None) -> None:
         return None
 
     async def aread(self) -> AccessToken | None:

@@ -54,7 +54,7 @@ class FakeSink:
         self.reads = 0
         self.preflights = 0
 
-    async def apreflight(self) -> None:
+    async def apreflight(self, metadata: dict[str, Any] | None = None) -> None:
         self.preflights += 1
         if self.refuse is not None:
             raise self.refuse

@@ -31,15 +31,25 @@ from usegrant_flows.sinks.base import SinkError, TokenSink
 __all__ = ["ReadBackError", "deliver", "emit", "failed", "fresh", "preflight", "row"]
 
 
+def sink_metadata(target: RotationTarget) -> dict[str, str]:
+    """What sinks are told about the target (never a secret): remote sinks mark it."""
+    return {
+        "providerId": str(target.provider_id),
+        "clientId": str(target.client_id),
+        "target": target.name,
+    }
+
+
 async def preflight(target: RotationTarget, sinks: Sequence[TokenSink]) -> RotationResult | None:
     """Preflight every sink; return the ``failed`` row of the first refusal, or ``None``.
 
     Runs before any read or request: a sink that cannot take a token makes the target
     ``failed`` at no cost (a mint would spend a request for nothing).
     """
+    metadata = sink_metadata(target)
     for sink in sinks:
         try:
-            await sink.apreflight()
+            await sink.apreflight(metadata)
         except Exception as exc:
             return row(
                 target,
@@ -121,11 +131,7 @@ async def deliver(
     Returns:
         The row, and the bitmask of the sinks that now hold ``token`` (for the record).
     """
-    metadata = {
-        "providerId": str(target.provider_id),
-        "clientId": str(target.client_id),
-        "target": target.name,
-    }
+    metadata = sink_metadata(target)
     chosen = set(range(len(sinks)) if only is None else only)
     written: list[str] = []
     failed: list[str] = []

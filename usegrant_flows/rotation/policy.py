@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from usegrant_flows.api.errors import (
     AuthenticationError,
@@ -65,6 +65,7 @@ from usegrant_flows.api.errors import (
     UseGrantConnectionError,
 )
 from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
+from usegrant_flows.api.redact import redact
 from usegrant_flows.rotation.issuer_keys import KeysUnavailableError
 
 __all__ = [
@@ -252,6 +253,12 @@ class RotationResult(BaseModel):
     error_class: str | None = None
     reason: str | None = None
 
+    @field_validator("reason")
+    @classmethod
+    def _scrubbed(cls, value: str | None) -> str | None:
+        # Every reason reaches logs, states, events and artifacts: no secret may ride.
+        return redact(value) if value is not None else None
+
     def as_row(self) -> dict[str, str]:
         """Return the result as a table row of short strings (for a table artifact)."""
         return {
@@ -296,7 +303,7 @@ class RotationResult(BaseModel):
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(text.split())
+    line = " ".join(redact(text).split())
     return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
 
 
