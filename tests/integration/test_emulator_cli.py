@@ -20,6 +20,7 @@ from usegrant_flows.emulator import AWS_CLIENT_ID, DEFAULT_PROVIDER_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
+EMULATOR = (sys.executable, "-m", "usegrant_flows.emulator")
 
 
 def read_until(process: subprocess.Popen[bytes], pattern: str, timeout: float) -> str:
@@ -129,4 +130,43 @@ def test_bad_flag_value_exits_with_a_message_naming_it() -> None:
     )
     assert result.returncode != 0
     assert "fail_rate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_api_key_flag_makes_the_emulator_accept_that_key_and_no_random_one() -> None:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [*EMULATOR, "--port", "0", "--api-key", "usegrant_emu_chosen_for_a_readme"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output = read_until(process, r"Press Ctrl-C to stop", START_TIMEOUT)
+        url = f"{base_url_of(output)}/v1/providers/{DEFAULT_PROVIDER_ID}/clients/{AWS_CLIENT_ID}"
+        chosen = httpx.post(
+            f"{url}/tokens", headers={"Authorization": "Bearer usegrant_emu_chosen_for_a_readme"}
+        )
+        assert chosen.status_code == 201
+        assert re.findall(r"usegrant_emu_[A-Za-z0-9_-]+", output) == [
+            "usegrant_emu_chosen_for_a_readme"
+        ]
+    finally:
+        process.kill()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_api_key_and_seed_exclude_each_other(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*EMULATOR, "--port", "0", "--api-key", "k", "--seed", str(tmp_path / "seed.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--api-key and --seed exclude each other" in result.stderr
     assert "Traceback" not in result.stderr

@@ -68,6 +68,16 @@ app.command(
     help="Save fleets of rotation targets in Prefect, and show them.",
 )
 app.command(
+    "usegrant_flows.cli.credentials:app",
+    name="credentials",
+    help="Save the API key as a UseGrant Credentials block in Prefect.",
+)
+app.command(
+    "usegrant_flows.cli.init:init",
+    name="init",
+    help="Write prefect.yaml and an example fleet.yaml, to deploy from the package alone.",
+)
+app.command(
     "usegrant_flows.cli.consumer:app",
     name="consumer-config",
     help="Print what the AWS, GCP or Azure SDK needs to read a target's token file.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
@@ -53,6 +53,7 @@ def serve(
     host: str | None = None,
     port: int = 8787,
     seed: Path | None = None,
+    api_key: str | None = None,
     latency_ms: float = 0,
     fail_rate: float = 0.0,
     fail_status: int = 503,
@@ -86,6 +87,8 @@ def serve(
         port: TCP port, 0..65535 (0 picks a free one).
         seed: JSON seed file with api_keys and providers; default: one provider with
             three clients and a random key.
+        api_key: The dev key the default seed accepts instead of a random one (any
+            ``usegrant_...`` string: a throwaway, never a real key); not with --seed.
         latency_ms: Milliseconds added to every answer, 0..60000.
         fail_rate: Share of token requests answered with fail_status, 0..1.
         fail_status: Status of injected failures, 400..599 (502/503/504 come with an
@@ -124,8 +127,16 @@ def serve(
             file=sys.stderr,
         )
     try:
+        if api_key is not None:
+            if seed is not None:
+                raise ConfigurationError("--api-key and --seed exclude each other")
+            from usegrant_flows.emulator.seed import default_seed
+
+            chosen: Any = default_seed(api_key)
+        else:
+            chosen = seed
         state = make_state(
-            seed,
+            chosen,
             random_seed=random_seed,
             latency_ms=latency_ms,
             fail_rate=fail_rate,
