@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from usegrant_flows.api.checks import URL_RULE, url_problem
 from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.redact import register_secret
 from usegrant_flows.loading import load_block
 
 if TYPE_CHECKING:
@@ -156,6 +157,8 @@ def build_client(
 
     install_log_redaction()
     block = _block(aws_credentials) if aws_credentials is not None else None
+    if block is not None:  # its keys: scrubbed from any error text from now on
+        register_secret(block.aws_secret_access_key, block.aws_session_token)
     options = block_parameters(block)
     session = block.get_boto3_session() if block is not None and not unsigned else boto3.Session()
     ours = client_config(timeout, max_attempts, unsigned=unsigned)

@@ -25,6 +25,7 @@ from usegrant_flows.api.client import (
     UseGrantClient,
 )
 from usegrant_flows.api.models import DEFAULT_BASE_URL
+from usegrant_flows.api.redact import register_secret
 from usegrant_flows.loading import aload_block, load_block
 from usegrant_flows.quota.budget import DEFAULT_REQUESTS, DEFAULT_WINDOW, Budget
 
@@ -132,6 +133,12 @@ class UseGrantCredentials(CredentialsBlock):
             "http to a loopback host). Empty: found by OpenID Connect discovery."
         ),
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _remember_key(cls, value: SecretStr) -> SecretStr:
+        register_secret(value)  # scrubbed from any error text from now on
+        return value
 
     @field_validator("jwks_url", mode="before")
     @classmethod

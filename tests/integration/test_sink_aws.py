@@ -24,6 +24,7 @@ from tests.integration.remote_servers import (  # noqa: F401
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import AwsSecretsManagerTokenSink, AwsSsmParameterTokenSink, SinkError
+from usegrant_flows.sinks.base import NotOwnedError
 
 MakeToken = Callable[..., AccessToken]
 
@@ -70,7 +71,13 @@ def test_first_write_creates_the_secret_then_put_adds_a_version(
     sink = sm_sink(moto_recorder.server, unique("usegrant/"))
     sink.write(make_token())
     sink.write(make_token())
-    assert moto_recorder.targets() == ["PutSecretValue", "CreateSecret", "PutSecretValue"]
+    # Each write first reads the tags (ownership), then creates or adds a version.
+    assert moto_recorder.targets() == [
+        "DescribeSecret",
+        "CreateSecret",
+        "DescribeSecret",
+        "PutSecretValue",
+    ]
 
 
 def test_awscurrent_read_by_boto3_is_the_bare_jwt_as_secret_string(
@@ -154,7 +161,7 @@ def test_a_failed_write_keeps_the_previous_version(
     unreachable = AwsSecretsManagerTokenSink(
         secret_name=name, endpoint_url="http://127.0.0.1:9", region_name="us-east-1", max_attempts=1
     )
-    with pytest.raises(SinkError, match="put_secret_value failed: EndpointConnectionError"):
+    with pytest.raises(SinkError, match="describe_secret failed: EndpointConnectionError"):
         unreachable.write(make_token())
     current = secretsmanager(aws_env).get_secret_value(SecretId=name)["SecretString"]  # type: ignore[attr-defined]
     assert current == old.access_token.get_secret_value()
@@ -239,16 +246,21 @@ def test_ssm_sends_secure_string_overwrite_tier_and_key(
     moto_recorder: Recording,  # noqa: F811
     make_token: MakeToken,
 ) -> None:
-    ssm_sink(moto_recorder.server, unique("/usegrant/"), kms_key_id="alias/usegrant").write(
-        make_token()
-    )
-    body = json.loads(moto_recorder.entries()[0]["body"])
-    assert (body["Type"], body["Overwrite"], body["Tier"], body["KeyId"]) == (
+    sink = ssm_sink(moto_recorder.server, unique("/usegrant/"), kms_key_id="alias/usegrant")
+    sink.write(make_token())  # creates, tagged
+    sink.write(make_token())  # overwrites
+    entries = moto_recorder.entries()
+    names = moto_recorder.targets()
+    puts = [e for e, name in zip(entries, names, strict=True) if name == "PutParameter"]
+    create, overwrite = (json.loads(e["body"]) for e in puts)
+    assert (overwrite["Type"], overwrite["Overwrite"], overwrite["Tier"]) == (
         "SecureString",
         True,
         "Standard",
-        "alias/usegrant",
     )
+    assert overwrite["KeyId"] == create["KeyId"] == "alias/usegrant"
+    assert create["Overwrite"] is False
+    assert {"Key": "managed-by", "Value": "usegrant-flows"} in create["Tags"]
 
 
 def big_token(length: int) -> AccessToken:
@@ -328,6 +340,78 @@ def test_debug_logging_of_botocore_never_shows_the_token(
     ssm_sink(aws_env, unique("/usegrant/")).write(token)
     assert any(r.name.startswith("botocore") for r in caplog.records)  # DEBUG was on
     assert find_secret(caplog.text, token.access_token.get_secret_value()) == []
+
+
+# --- ownership: tags ---------------------------------------------------------------------
+
+
+def test_a_secret_another_tool_created_fails_preflight_and_keeps_its_value(
+    aws_env: MotoServer,  # noqa: F811
+    make_token: MakeToken,
+) -> None:
+    name = unique("team/db-")
+    secretsmanager(aws_env).create_secret(Name=name, SecretString="db-password")  # type: ignore[attr-defined]
+    sink = sm_sink(aws_env, name)
+    with pytest.raises(NotOwnedError, match="has no usegrant-flows mark") as caught:
+        sink.preflight({"target": "t"})
+    assert "set `adopt: true`" in str(caught.value)
+    with pytest.raises(NotOwnedError):
+        sink.write(make_token(), {"target": "t"})
+    current = secretsmanager(aws_env).get_secret_value(SecretId=name)  # type: ignore[attr-defined]
+    assert current["SecretString"] == "db-password"
+
+
+def test_a_created_secret_carries_our_tags_and_adopt_tags_a_foreign_one(
+    aws_env: MotoServer,  # noqa: F811
+    make_token: MakeToken,
+) -> None:
+    ours, foreign = unique("usegrant/"), unique("usegrant/")
+    sm_sink(aws_env, ours).write(make_token(), {"target": "aws-prod"})
+    secretsmanager(aws_env).create_secret(Name=foreign, SecretString="x")  # type: ignore[attr-defined]
+    sm_sink(aws_env, foreign, adopt=True).write(make_token(), {"target": "aws-prod"})
+    for name in (ours, foreign):
+        tags = secretsmanager(aws_env).describe_secret(SecretId=name)["Tags"]  # type: ignore[attr-defined]
+        assert {"Key": "usegrant-target", "Value": "aws-prod"} in tags
+        sm_sink(aws_env, name).preflight({"target": "aws-prod"})  # ours now
+
+
+def test_a_parameter_another_tool_wrote_fails_preflight_and_is_kept(
+    aws_env: MotoServer,  # noqa: F811
+    make_token: MakeToken,
+) -> None:
+    name = unique("/team/db-")
+    ssm(aws_env).put_parameter(Name=name, Value="db-password", Type="SecureString")  # type: ignore[attr-defined]
+    sink = ssm_sink(aws_env, name)
+    with pytest.raises(NotOwnedError, match="has no usegrant-flows mark"):
+        sink.preflight({"target": "t"})
+    with pytest.raises(NotOwnedError):
+        sink.write(make_token(), {"target": "t"})
+    value = ssm(aws_env).get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]  # type: ignore[attr-defined]
+    assert value == "db-password"
+
+
+def test_a_created_parameter_is_tagged_and_adopt_tags_a_foreign_one(
+    aws_env: MotoServer,  # noqa: F811
+    make_token: MakeToken,
+) -> None:
+    ours, foreign = unique("/usegrant/"), unique("/usegrant/")
+    ssm_sink(aws_env, ours).write(make_token(), {"target": "t"})
+    ssm(aws_env).put_parameter(Name=foreign, Value="x", Type="SecureString")  # type: ignore[attr-defined]
+    ssm_sink(aws_env, foreign, adopt=True).write(make_token(), {"target": "t"})
+    for name in (ours, foreign):
+        ssm_sink(aws_env, name).preflight({"target": "t"})  # ours now
+    with pytest.raises(NotOwnedError, match="marked for target 't', not 'u'"):
+        ssm_sink(aws_env, ours).preflight({"target": "u"})
+
+
+def test_an_aws_endpoint_outside_the_allowed_ones_fails_before_any_request(
+    moto_recorder: Recording,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USEGRANT_ALLOWED_ENDPOINTS", "secretsmanager.us-east-1.amazonaws.com")
+    with pytest.raises(ConfigurationError, match="not in USEGRANT_ALLOWED_ENDPOINTS"):
+        sm_sink(moto_recorder.server, unique("usegrant/")).preflight()
+    assert moto_recorder.targets() == []
 
 
 # --- prefect-aws's client parameters -----------------------------------------------------

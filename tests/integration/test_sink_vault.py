@@ -23,6 +23,7 @@ from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.verify import verify_token
 from usegrant_flows.emulator import RunningEmulator
 from usegrant_flows.sinks import SinkError, VaultKvTokenSink
+from usegrant_flows.sinks.base import NotOwnedError
 
 
 def mint(emu: RunningEmulator, lifetime: int = 900) -> AccessToken:
@@ -295,3 +296,64 @@ def test_https_without_the_ca_cert_is_refused_and_writes_nothing(
         client.secrets.kv.v2.read_secret_version(
             path="usegrant/untrusted", raise_on_deleted_version=True
         )
+
+
+def custom_metadata(server: OpenBao, path: str) -> dict[str, str] | None:
+    answer = server.root().secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")
+    return answer["data"].get("custom_metadata")
+
+
+def test_what_the_sink_creates_carries_our_marks(
+    openbao: OpenBao,  # noqa: F811
+    emulator: RunningEmulator,
+) -> None:
+    path = fresh_path()
+    sink(openbao, path).write(mint(emulator), {"target": "aws-prod"})
+    assert custom_metadata(openbao, path) == {
+        "managed-by": "usegrant-flows",
+        "usegrant-target": "aws-prod",
+    }
+
+
+def test_a_secret_another_tool_wrote_fails_preflight_and_is_kept(
+    openbao: OpenBao,  # noqa: F811
+    emulator: RunningEmulator,
+) -> None:
+    path = fresh_path()
+    openbao.root().secrets.kv.v2.create_or_update_secret(
+        path=path, secret={"password": "db-password-kept"}, mount_point="secret"
+    )
+    target = {"target": "aws-prod"}
+    with pytest.raises(NotOwnedError, match=r"has no usegrant-flows mark.*adopt: true"):
+        sink(openbao, path).preflight(target)
+    with pytest.raises(NotOwnedError):
+        sink(openbao, path).write(mint(emulator), target)
+    assert openbao.kv(path)["data"] == {"password": "db-password-kept"}
+
+
+def test_a_secret_marked_for_another_target_is_not_taken(
+    openbao: OpenBao,  # noqa: F811
+    emulator: RunningEmulator,
+) -> None:
+    path = fresh_path()
+    sink(openbao, path).write(mint(emulator), {"target": "team-a"})
+    with pytest.raises(NotOwnedError, match="marked for target 'team-a', not 'team-b'"):
+        sink(openbao, path).preflight({"target": "team-b"})
+
+
+def test_adopt_takes_a_foreign_secret_over_and_marks_it(
+    openbao: OpenBao,  # noqa: F811
+    emulator: RunningEmulator,
+) -> None:
+    path = fresh_path()
+    openbao.root().secrets.kv.v2.create_or_update_secret(
+        path=path, secret={"token": "placeholder"}, mount_point="secret"
+    )
+    token = mint(emulator)
+    sink(openbao, path, token=openbao.writer_token(), adopt=True).write(token, {"target": "t"})
+    assert openbao.kv(path)["data"]["token"] == token.access_token.get_secret_value()
+    assert custom_metadata(openbao, path) == {
+        "managed-by": "usegrant-flows",
+        "usegrant-target": "t",
+    }
+    sink(openbao, path).preflight({"target": "t"})  # ours now, without adopt

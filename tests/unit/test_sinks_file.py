@@ -170,7 +170,7 @@ def test_refuses_a_mode_wider_than_0640_or_without_owner_read(tmp_path: Path, mo
 
 def test_rewriting_a_too_wide_file_narrows_it(tmp_path: Path, make_token: MakeToken) -> None:
     target = tmp_path / "t.jwt"
-    target.write_text("old")
+    FileTokenSink(path=target).write(make_token())
     target.chmod(0o644)
     FileTokenSink(path=target).write(make_token())
     assert _mode(target) == 0o600

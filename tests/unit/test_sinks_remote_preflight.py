@@ -42,16 +42,21 @@ def test_an_aws_sink_without_a_region_fails_its_preflight(monkeypatch: pytest.Mo
         sink.preflight()
 
 
-def test_an_aws_sink_with_a_region_passes_its_preflight_without_a_request(
+def test_an_aws_sink_preflight_reads_ownership_and_fails_in_one_line_when_unreachable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # An unreachable endpoint: a preflight that sent anything would fail or hang here.
+    # The preflight's one read-only call (the parameter's tags) cannot connect here.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     sink = AwsSsmParameterTokenSink(
-        parameter_name="/usegrant/t", region_name="eu-west-1", endpoint_url="http://127.0.0.1:9"
+        parameter_name="/usegrant/t",
+        region_name="eu-west-1",
+        endpoint_url="http://127.0.0.1:9",
+        max_attempts=1,
     )
-    sink.preflight()
+    with pytest.raises(SinkError, match="preflight failed: EndpointConnectionError") as caught:
+        sink.preflight()
+    assert "\n" not in str(caught.value)
 
 
 def test_a_vault_sink_without_hvac_fails_its_preflight_naming_the_extra(

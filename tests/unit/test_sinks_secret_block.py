@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks import SecretBlockSink, SinkError
+from usegrant_flows.sinks.base import NotOwnedError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -97,3 +98,24 @@ async def test_apreflight_without_a_reachable_prefect_api_is_a_sink_error(
     monkeypatch.setattr(Secret, "aload", unreachable)
     with pytest.raises(SinkError, match="could not load Secret block 'x-token'"):
         await SecretBlockSink(secret_block_name="x-token").apreflight()
+
+
+def test_a_secret_block_holding_a_password_fails_preflight_and_stays(
+    make_token: MakeToken,
+) -> None:
+    Secret(value="db-password-of-another-team").save("team-db-password", overwrite=True, _sync=True)  # type: ignore[call-arg]
+    sink = SecretBlockSink(secret_block_name="team-db-password")
+    with pytest.raises(NotOwnedError, match="set `adopt: true`") as caught:
+        sink.preflight()
+    assert "db-password-of-another-team" not in str(caught.value)
+    with pytest.raises(NotOwnedError):
+        sink.write(make_token())
+    assert Secret.load("team-db-password", _sync=True).get()  # type: ignore[call-arg] == "db-password-of-another-team"
+
+
+def test_adopt_takes_a_foreign_secret_block_over(make_token: MakeToken) -> None:
+    Secret(value="hand-written placeholder").save("adopted-token", overwrite=True, _sync=True)  # type: ignore[call-arg]
+    token = make_token()
+    SecretBlockSink(secret_block_name="adopted-token", adopt=True).write(token)
+    assert Secret.load("adopted-token", _sync=True).get()  # type: ignore[call-arg] == token.access_token.get_secret_value()
+    SecretBlockSink(secret_block_name="adopted-token").preflight()  # ours now

@@ -24,6 +24,7 @@ from usegrant_flows.api.errors import (
     api_error_for_status,
 )
 from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
+from usegrant_flows.api.redact import redact, register_secret
 from usegrant_flows.api.retry import parse_retry_after
 from usegrant_flows.api.transport import Answer
 
@@ -49,7 +50,6 @@ _CANONICAL_UUID = re.compile(
 # Printable ASCII without the space: anything else could split or forge an HTTP header.
 _API_KEY = re.compile(r"^[\x21-\x7e]+$")
 _MAX_ERROR_MESSAGE = 300
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 #: Longest access token accepted, in characters (16 KiB); UseGrant's are under 2 KiB.
 MAX_TOKEN_CHARS = 16 * 1024
 _BARE_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -157,6 +157,7 @@ def check_api_key(value: object) -> SecretStr:
             "api_key must be printable ASCII without whitespace or control characters "
             f"(got {len(raw)} characters, some not allowed)"
         )
+    register_secret(raw)  # any error text that quotes it is scrubbed
     return value if isinstance(value, SecretStr) else SecretStr(raw)
 
 
@@ -261,7 +262,7 @@ def check_timeout(value: object) -> float:
 def _scrub(text: str, api_key: str) -> str:
     """Remove the API key and anything JWT-shaped from server-provided text."""
     text = text.replace(api_key, "[redacted]") if api_key else text
-    text = _JWT_LIKE.sub("[redacted JWT]", text)
+    text = redact(text)
     text = " ".join(text.split())  # one line, no control characters
     if len(text) > _MAX_ERROR_MESSAGE:
         text = text[: _MAX_ERROR_MESSAGE - 3] + "..."

@@ -186,6 +186,10 @@ def _field_errors(exc: ValidationError, where: Location, locate: Locator | None)
         loc = tuple(err["loc"])
         field = ".".join(str(part) for part in loc) or "value"
         message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            # The key is the document's content: say where it is, never what it says.
+            field = ".".join(str(part) for part in loc[:-1]) or "target"
+            message = "unknown field"
         if err["type"] in ("int_type", "float_type") and isinstance(err.get("input"), bool):
             # YAML reads yes/no/on/off/true/false as booleans.
             message = "must be a number, not a boolean (YAML yes/no/true/false)"
@@ -224,9 +228,15 @@ def parse_fleet(
     defaults: Mapping[str, Any] = {}
     prefix: Location = ()
     if isinstance(data, Mapping):
-        unknown = set(data) - {"defaults", "targets"}
+        unknown = [key for key in data if key not in ("defaults", "targets")]
         if unknown:
-            raise ConfigurationError(f"fleet: unknown top-level keys {sorted(map(str, unknown))}")
+            # Never quote the keys: a file that is no fleet (a password file, say) must
+            # not have its lines copied into a run's state, logs or artifact.
+            line = locate((unknown[0],)) if locate else None
+            raise ConfigurationError(
+                f"fleet: {len(unknown)} unknown top-level key(s){at_line(line)}: "
+                "only `defaults` and `targets` are allowed"
+            )
         defaults = data.get("defaults") or {}
         items = data.get("targets")
         prefix = ("targets",)

@@ -63,9 +63,7 @@ class _StrictLoader(yaml.SafeLoader):
             except TypeError:
                 continue  # unhashable: PyYAML reports it
             if earlier is not None:
-                raise _FleetFileError(
-                    f"key {str(key)[:60]!r} is given twice (first on line {earlier})", line
-                )
+                raise _FleetFileError(f"a key is given twice (first on line {earlier})", line)
             first[key] = line
         return super().construct_mapping(node, deep=deep)
 
@@ -142,7 +140,8 @@ def _unique_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _FleetFileError(f"key {key[:60]!r} is given twice in one object")
+            # The key is the file's content: named by where it is, never quoted.
+            raise _FleetFileError("a key is given twice in one object")
         result[key] = value
     return result
 

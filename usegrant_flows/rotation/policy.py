@@ -15,16 +15,21 @@ The rules, in the order a rotation applies them:
    refresh point moves earlier by a jitter of up to ``jitter`` x lifetime, derived from
    the target's identity (deterministic, so a given target always refreshes at the same
    point, while a fleet minted at once spreads its refreshes).
-2. **When is a mint skipped?** When *every readable sink* of the target holds a fresh
-   token. A write-only sink (a webhook) cannot vouch for its consumer, so it neither
-   blocks nor allows a skip; a target whose sinks are all write-only always mints.
+2. **When is a mint skipped?** When every readable sink holds the token the delivery
+   record names (or, with no record, one proven this target's), every write-only sink
+   is recorded as holding it, and it is fresh by rule 1; sinks that disagree are
+   repaired from one that holds it, without a mint
+   (:mod:`usegrant_flows.rotation.verdict`, ``docs/state-and-alerts.md``).
 3. **One mint per target**, written to all of the target's sinks.
 4. **Keep the last good token.** A failed mint writes nothing; a failed sink write
    leaves that sink's previous token as it was (sinks write atomically).
 5. **Outcome** (:class:`RotationAction`):
 
    * ``minted``: a new token reached every sink;
-   * ``fresh``: every readable sink held a fresh token, nothing was minted;
+   * ``fresh``: every readable sink held the same fresh token, the one delivered last
+     (:mod:`usegrant_flows.rotation.verdict`), nothing was minted;
+   * ``repaired``: some sinks disagreed; the fresh token the others hold was copied to
+     them, nothing was minted;
    * ``failed_but_valid``: the mint, or some sink writes, failed, but every sink that did
      not receive the new token still holds an unexpired old one (readable sinks only:
      a failed write-only sink cannot vouch, so it makes the target ``failed``);
@@ -45,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from usegrant_flows.api.errors import (
     AuthenticationError,
@@ -60,6 +65,7 @@ from usegrant_flows.api.errors import (
     UseGrantConnectionError,
 )
 from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
+from usegrant_flows.api.redact import redact
 from usegrant_flows.rotation.issuer_keys import KeysUnavailableError
 
 __all__ = [
@@ -81,6 +87,7 @@ class RotationAction(str, Enum):
 
     MINTED = "minted"
     FRESH = "fresh"
+    REPAIRED = "repaired"
     FAILED_BUT_VALID = "failed_but_valid"
     FAILED = "failed"
 
@@ -246,6 +253,12 @@ class RotationResult(BaseModel):
     error_class: str | None = None
     reason: str | None = None
 
+    @field_validator("reason")
+    @classmethod
+    def _scrubbed(cls, value: str | None) -> str | None:
+        # Every reason reaches logs, states, events and artifacts: no secret may ride.
+        return redact(value) if value is not None else None
+
     def as_row(self) -> dict[str, str]:
         """Return the result as a table row of short strings (for a table artifact)."""
         return {
@@ -290,7 +303,7 @@ class RotationResult(BaseModel):
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(text.split())
+    line = " ".join(redact(text).split())
     return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
 
 

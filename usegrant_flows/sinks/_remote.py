@@ -6,17 +6,16 @@ Nothing here imports an SDK: the Vault and AWS sinks import theirs inside method
 from __future__ import annotations
 
 import importlib
-import re
 from urllib.parse import urlsplit
 
 from usegrant_flows.api.checks import URL_RULE, url_problem
+from usegrant_flows.api.redact import redact
 from usegrant_flows.sinks.base import SinkError
 
 __all__ = ["ENDPOINT_RULE", "check_endpoint", "origin_of", "require_sdk", "scrub"]
 
 #: What an endpoint URL may be: the token travels to it.
 ENDPOINT_RULE = f"{URL_RULE}, without user info, query or fragment"
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _MAX_DETAIL = 200
 
 
@@ -55,13 +54,16 @@ def origin_of(url: str) -> str:
 
 
 def scrub(text: object) -> str:
-    """Return server-provided text on one line, JWT-shaped parts removed, at most 200 chars.
+    """Return server-provided text on one line, secrets removed, at most 200 characters.
+
+    Every secret the library holds and anything JWT-shaped is cut out
+    (:func:`usegrant_flows.api.redact.redact`).
 
     Example:
         >>> scrub("bad  token eyJa.eyJb.c   here")
         'bad token [redacted JWT] here'
     """
-    cleaned = _JWT_LIKE.sub("[redacted JWT]", str(text))
+    cleaned = redact(str(text))
     cleaned = " ".join(cleaned.split())
     if len(cleaned) > _MAX_DETAIL:
         cleaned = cleaned[: _MAX_DETAIL - 3] + "..."

@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import json
 import re
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.models import AccessToken
-from usegrant_flows.sinks._aws import AwsTokenSink, aws_error, error_code, is_sdk_error
+from usegrant_flows.sinks._aws import (
+    AwsTokenSink,
+    aws_error,
+    aws_tags,
+    error_code,
+    is_sdk_error,
+    tag_dict,
+)
 from usegrant_flows.sinks.base import (
     SinkError,
     TokenMetadata,
@@ -125,45 +132,60 @@ class AwsSecretsManagerTokenSink(AwsTokenSink):
 
         Args:
             token: The token to store.
-            metadata: Ignored: the secret holds the token only.
+            metadata: ``target``: the target's name, carried by the secret's tags.
 
         Raises:
-            ConfigurationError: When the credentials block is missing or no region is known.
+            ConfigurationError: When the credentials block is missing or no region is
+                known, or (``NotOwnedError``) the secret exists without our tags and
+                the sink does not say ``adopt``: nothing is written.
             SinkError: When AWS refused the write or could not be reached; the previous
                 version stays current.
         """
         value = self.render(token)
         client = self._client(self.aws_service)
-        action = "put_secret_value"
+        action = "describe_secret"
         try:
-            try:
-                client.put_secret_value(SecretId=self.secret_name, SecretString=value)
-                return
-            except Exception as exc:
-                if error_code(exc) != "ResourceNotFoundException" or self.secret_name.startswith(
-                    "arn:"
-                ):
-                    raise
-            action = "create_secret"
-            options = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
-            try:
-                client.create_secret(
-                    Name=self.secret_name,
-                    SecretString=value,
-                    Description="UseGrant access token (usegrant-flows)",
-                    **options,
-                )
-            except Exception as exc:
-                if error_code(exc) != "ResourceExistsException":
-                    raise
-                action = "put_secret_value"  # created by another writer meanwhile
-                client.put_secret_value(SecretId=self.secret_name, SecretString=value)
+            tags = self._read_tags(client)
+            mark = self._judge(tags, metadata)
+            if tags is None and not self.secret_name.startswith("arn:"):
+                action = "create_secret"
+                options = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
+                try:
+                    client.create_secret(
+                        Name=self.secret_name,
+                        SecretString=value,
+                        Description="UseGrant access token (usegrant-flows)",
+                        Tags=aws_tags(metadata),
+                        **options,
+                    )
+                    return
+                except Exception as exc:
+                    if error_code(exc) != "ResourceExistsException":
+                        raise
+                # Created by another writer meanwhile: replaced only if it is ours.
+                action = "describe_secret"
+                mark = self._check_owner(client, metadata)
+            action = "put_secret_value"
+            client.put_secret_value(SecretId=self.secret_name, SecretString=value)
+            if mark:  # adopted: ours from now on
+                action = "tag_resource"
+                client.tag_resource(SecretId=self.secret_name, Tags=aws_tags(metadata))
         except Exception as exc:
             if not is_sdk_error(exc):
                 raise
             raise aws_error(self.describe(), action, exc) from None
         finally:
             client.close()
+
+    def _read_tags(self, client: Any) -> dict[str, str] | None:
+        """Return the secret's tags, or ``None`` when there is no such secret."""
+        try:
+            answer = client.describe_secret(SecretId=self.secret_name)
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        return tag_dict(answer.get("Tags"))
 
     def read(self) -> AccessToken | None:
         """Return the token of the secret's ``AWSCURRENT`` version.

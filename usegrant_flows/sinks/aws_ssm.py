@@ -13,13 +13,20 @@ test doubles such as moto do not), with the tier and the length in the message.
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.models import AccessToken
-from usegrant_flows.sinks._aws import AwsTokenSink, aws_error, error_code, is_sdk_error
+from usegrant_flows.sinks._aws import (
+    AwsTokenSink,
+    aws_error,
+    aws_tags,
+    error_code,
+    is_sdk_error,
+    tag_dict,
+)
 from usegrant_flows.sinks.base import (
     SinkError,
     TokenMetadata,
@@ -98,13 +105,15 @@ class AwsSsmParameterTokenSink(AwsTokenSink):
 
         Args:
             token: The token to store.
-            metadata: Ignored: the parameter holds the token only.
+            metadata: ``target``: the target's name, carried by the parameter's tags.
 
         Raises:
             SinkError: When the token is longer than the tier allows (before any
                 request), or AWS refused the write or could not be reached; the
                 previous version stays in place.
-            ConfigurationError: When the credentials block is missing or no region is known.
+            ConfigurationError: When the credentials block is missing or no region is
+                known, or (``NotOwnedError``) the parameter exists without our tags and
+                the sink does not say ``adopt``: nothing is written.
         """
         value = token.access_token.get_secret_value()
         limit = MAX_VALUE_LENGTH[self.tier]
@@ -116,21 +125,56 @@ class AwsSsmParameterTokenSink(AwsTokenSink):
             )
         options = {"KeyId": self.kms_key_id} if self.kms_key_id else {}
         client = self._client(self.aws_service)
+        action = "list_tags_for_resource"
         try:
-            client.put_parameter(
-                Name=self.parameter_name,
-                Value=value,
-                Type="SecureString",
-                Overwrite=True,
-                Tier=self.tier,
-                **options,
-            )
+            tags = self._read_tags(client)
+            mark = self._judge(tags, metadata)
+            exists = tags is not None
+            action = "put_parameter"
+            if exists:
+                client.put_parameter(
+                    Name=self.parameter_name,
+                    Value=value,
+                    Type="SecureString",
+                    Overwrite=True,
+                    Tier=self.tier,
+                    **options,
+                )
+                if mark:  # adopted: ours from now on
+                    action = "add_tags_to_resource"
+                    client.add_tags_to_resource(
+                        ResourceType="Parameter",
+                        ResourceId=self.parameter_name,
+                        Tags=aws_tags(metadata),
+                    )
+            else:  # created with our tags at once (AWS refuses Tags with Overwrite)
+                client.put_parameter(
+                    Name=self.parameter_name,
+                    Value=value,
+                    Type="SecureString",
+                    Overwrite=False,
+                    Tier=self.tier,
+                    Tags=aws_tags(metadata),
+                    **options,
+                )
         except Exception as exc:
             if not is_sdk_error(exc):
                 raise
-            raise aws_error(self.describe(), "put_parameter", exc) from None
+            raise aws_error(self.describe(), action, exc) from None
         finally:
             client.close()
+
+    def _read_tags(self, client: Any) -> dict[str, str] | None:
+        """Return the parameter's tags, or ``None`` when there is no such parameter."""
+        try:
+            answer = client.list_tags_for_resource(
+                ResourceType="Parameter", ResourceId=self.parameter_name
+            )
+        except Exception as exc:
+            if error_code(exc) in ("InvalidResourceId", "ParameterNotFound"):
+                return None
+            raise
+        return tag_dict(answer.get("TagList"))
 
     def read(self) -> AccessToken | None:
         """Return the token in the parameter (decrypted), or ``None`` when it does not exist.

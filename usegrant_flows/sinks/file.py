@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.worker_bounds import check_file_allowed
 from usegrant_flows.sinks._atomic import (
     atomic_write,
     check_target,
@@ -40,9 +41,11 @@ from usegrant_flows.sinks._atomic import (
 )
 from usegrant_flows.sinks._file_mode import FileMode
 from usegrant_flows.sinks.base import (
+    ADOPT_DESCRIPTION,
     SinkError,
     TokenMetadata,
     TokenSink,
+    not_owned,
     token_from_parts,
 )
 
@@ -120,6 +123,7 @@ class FileTokenSink(TokenSink):
             "octal strings such as '0600' are accepted; at most 0640."
         ),
     )
+    adopt: bool = Field(default=False, title="Adopt what is there", description=ADOPT_DESCRIPTION)
 
     @field_validator("path", mode="after")
     @classmethod
@@ -213,10 +217,12 @@ class FileTokenSink(TokenSink):
                 its directory is world-writable.
             SinkError: When the file could not be written; the old file is intact.
         """
+        check_file_allowed(self.path)
         data = self.render(token)
         try:
             ensure_directory(self.path.parent)
             check_target(self.path)
+            self._check_owner()
             atomic_write(self.path, data, mode=self.mode)
         except ConfigurationError:
             raise
@@ -225,17 +231,44 @@ class FileTokenSink(TokenSink):
                 f"could not write token file {self.path}: {exc.strerror or type(exc).__name__}"
             ) from None
 
-    def preflight(self) -> None:
+    def preflight(self, metadata: TokenMetadata | None = None) -> None:
         """Check that the token file can be written, before any token is minted.
 
-        Nothing is created: the path must not be a symbolic link, a directory, a FIFO, a
-        socket or a device, and its folder must exist (or be creatable), not be
-        world-writable, and be writable by this process.
+        Nothing is created: the path must resolve inside the worker's
+        ``USEGRANT_FILE_ROOT`` (when set), must not be a symbolic link, a directory, a
+        FIFO, a socket or a device, and its folder must exist (or be creatable), not be
+        world-writable, and be writable by this process. A file already there must hold
+        a token in this sink's format (what usegrant-flows writes), unless ``adopt``.
+
+        Args:
+            metadata: Unused: a token file carries no mark but its format.
 
         Raises:
-            ConfigurationError: Naming the path or folder and what is wrong.
+            ConfigurationError: Naming the path or folder and what is wrong
+                (:class:`~usegrant_flows.sinks.base.NotOwnedError` for a file that is
+                not ours).
         """
+        check_file_allowed(self.path)
         preflight_target(self.path)
+        self._check_owner()
+
+    def _check_owner(self) -> None:
+        """Refuse to replace a file that is not a token file of this format (unless adopt).
+
+        Raises:
+            NotOwnedError: Naming the file and the way out, never its content.
+        """
+        if self.adopt:
+            return
+        data = self._read_bytes()
+        if data is None:
+            return
+        try:
+            self.parse(data.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError and pydantic's errors are ValueErrors
+            raise not_owned(
+                f"token file {self.path} holds something other than a {self.format} token"
+            ) from None
 
     def read(self) -> AccessToken | None:
         """Return the token in the file, or ``None`` when the file does not exist.

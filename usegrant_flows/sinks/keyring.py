@@ -82,7 +82,7 @@ class KeyringTokenSink(TokenSink):
             )
         return self
 
-    def preflight(self) -> None:
+    def preflight(self, metadata: TokenMetadata | None = None) -> None:
         """Check that a keyring backend is usable and the entry is not the API key's.
 
         Nothing is read or written (a read may prompt the user on some backends).

@@ -19,9 +19,11 @@ from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.sinks.base import (
+    ADOPT_DESCRIPTION,
     SinkError,
     TokenMetadata,
     TokenSink,
+    not_owned,
     token_from_parts,
 )
 
@@ -57,8 +59,12 @@ class SecretBlockSink(TokenSink):
     _native_async: ClassVar[bool] = True
 
     secret_block_name: str = Field(
-        description="Name of the Secret block to create or overwrite (lowercase, digits, dashes).",
+        description=(
+            "Name of the Secret block to create, or to overwrite when it holds a JWT "
+            "(lowercase, digits, dashes)."
+        ),
     )
+    adopt: bool = Field(default=False, title="Adopt what is there", description=ADOPT_DESCRIPTION)
 
     @field_validator("secret_block_name")
     @classmethod
@@ -80,6 +86,7 @@ class SecretBlockSink(TokenSink):
             SinkError: When the Prefect API refused the write; the previous block
                 document is left as it was.
         """
+        await self._check_owner()
         # Not Secret[str]: a parametrized class registers under another block type slug.
         secret: Secret[str] = Secret(value=SecretStr(token.access_token.get_secret_value()))
         try:
@@ -89,24 +96,47 @@ class SecretBlockSink(TokenSink):
                 f"could not save Secret block {self.secret_block_name!r}: {type(exc).__name__}"
             ) from None
 
-    async def apreflight(self) -> None:
-        """Check that the Secret block can be loaded (or does not exist yet) before a mint.
+    async def apreflight(self, metadata: TokenMetadata | None = None) -> None:
+        """Check that the Secret block is missing or holds a JWT, before a mint.
+
+        A Secret block holding anything else (a database password, say) is not ours:
+        it is never overwritten unless the sink says ``adopt``.
+
+        Args:
+            metadata: Unused: a Secret block carries no mark but its JWT.
 
         Raises:
-            ConfigurationError: When the block name is malformed.
+            ConfigurationError: When the block name is malformed, or
+                (:class:`~usegrant_flows.sinks.base.NotOwnedError`) the block holds
+                something other than a JWT.
             SinkError: When the Prefect API cannot be asked for the block.
         """
         if not _BLOCK_NAME.match(self.secret_block_name):  # a block built without validation
             raise ConfigurationError(
                 "secret_block_name must be lowercase letters, digits and dashes"
             )
+        await self._check_owner()
+
+    async def _check_owner(self) -> None:
+        """Refuse a Secret block that holds something other than a JWT (unless adopt)."""
+        if self.adopt:
+            return
         try:
-            await Secret.aload(self.secret_block_name)
+            secret: Secret[str] = await Secret.aload(self.secret_block_name)
         except (ObjectNotFound, ValueError):
             return  # missing: the first write creates it
         except Exception as exc:
             raise SinkError(
                 f"could not load Secret block {self.secret_block_name!r}: {type(exc).__name__}"
+            ) from None
+        value = secret.get()
+        try:
+            if not isinstance(value, str):
+                raise ValueError("not a string")
+            token_from_parts(value)
+        except ValueError:
+            raise not_owned(
+                f"Secret block {self.secret_block_name!r} holds something other than a JWT"
             ) from None
 
     async def aread(self) -> AccessToken | None:

@@ -35,8 +35,12 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 
 from usegrant_flows._links import DOCUMENTATION_URL, LOGO_URL
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.redact import register_secret
+from usegrant_flows.api.worker_bounds import check_endpoint_allowed
 from usegrant_flows.sinks._remote import check_endpoint, origin_of, require_sdk, scrub
+from usegrant_flows.sinks._vault_marks import check_owner, put_marks
 from usegrant_flows.sinks.base import (
+    ADOPT_DESCRIPTION,
     SinkError,
     TokenMetadata,
     TokenSink,
@@ -125,6 +129,7 @@ class VaultKvTokenSink(TokenSink):
         le=300,
         description="Timeout of each HTTP call to Vault, in seconds (0 < timeout <= 300).",
     )
+    adopt: bool = Field(default=False, title="Adopt what is there", description=ADOPT_DESCRIPTION)
 
     # The KV version the last read saw (0: no secret); None: not read yet.
     _seen_version: int | None = PrivateAttr(default=None)
@@ -182,16 +187,38 @@ class VaultKvTokenSink(TokenSink):
             f"vault-kv {origin_of(self.url)}{namespace} {self.mount_point}/{self.path}#{self.key}"
         )
 
-    def preflight(self) -> None:
-        """Check, sending nothing to Vault, that a write could be attempted.
+    def preflight(self, metadata: TokenMetadata | None = None) -> None:
+        """Check, writing nothing, that a write could be attempted and would be ours.
 
-        The settings were checked when the block was built (URL rule, paths, exactly one
-        auth method); what is left is the SDK.
+        The URL is one the worker allows (``USEGRANT_ALLOWED_ENDPOINTS``), hvac is
+        installed, and an existing secret carries our marks
+        (:mod:`~usegrant_flows.sinks._vault_marks`) unless ``adopt``. A ``jwt_role``
+        sink that has not logged in yet cannot read them: its write checks them.
+
+        Args:
+            metadata: ``target``: the target's name, which the marks must carry.
 
         Raises:
-            SinkError: When ``usegrant-flows[vault]`` (hvac) is not installed.
+            ConfigurationError: When the URL is not allowed, or
+                (:class:`~usegrant_flows.sinks.base.NotOwnedError`) the secret is not ours.
+            SinkError: When hvac is not installed, or Vault refuses or cannot be reached.
         """
+        check_endpoint_allowed(self.url)
         require_sdk("hvac", "vault", self.describe())
+        import requests
+
+        client = None
+        try:
+            client = self._client(None)
+            if client is not None:
+                check_owner(client, self.mount_point, self.path, metadata, adopt=self.adopt)
+        except Exception as exc:
+            if not _is_sdk_error(exc, requests):
+                raise
+            raise self._fail("preflight", exc) from None
+        finally:
+            if client is not None:
+                client.adapter.close()
 
     def _fail(self, action: str, exc: BaseException) -> SinkError:
         """Turn an hvac or requests exception into a one-line SinkError."""
@@ -210,6 +237,7 @@ class VaultKvTokenSink(TokenSink):
         """Return an authenticated client; ``None`` for jwt_role without any token."""
         import hvac
 
+        check_endpoint_allowed(self.url)  # every call, not only the preflight's
         verify: bool | str = self.ca_cert if (self.verify and self.ca_cert) else self.verify
         client = hvac.Client(
             url=self.url, namespace=self.namespace, verify=verify, timeout=self.timeout
@@ -237,6 +265,7 @@ class VaultKvTokenSink(TokenSink):
         except BaseException:
             client.adapter.close()  # a failed login: no session left open
             raise
+        register_secret(client.token)  # a login's token: scrubbed from any error text
         return client
 
     def _read_secret(self, client: hvac.Client) -> tuple[int, dict[str, Any] | None]:
@@ -259,9 +288,11 @@ class VaultKvTokenSink(TokenSink):
 
         Args:
             token: The token to store.
-            metadata: Ignored: the secret holds the token, its expiry and type.
+            metadata: ``target``: the target's name, carried by the secret's marks.
 
         Raises:
+            NotOwnedError: When the secret exists without our marks and the sink does
+                not say ``adopt``; nothing is written.
             SinkError: On a check-and-set conflict (another writer changed the secret
                 since it was read; its token is kept), a refused login or write, or an
                 unreachable Vault. Nothing is written then.
@@ -280,6 +311,10 @@ class VaultKvTokenSink(TokenSink):
             client = self._client(token.access_token)
             assert client is not None  # a JWT was given
             step = "read"
+            if check_owner(client, self.mount_point, self.path, metadata, adopt=self.adopt):
+                step = "mark"
+                put_marks(client, self.mount_point, self.path, metadata)
+                step = "read"
             if self._seen_version is None:
                 self._seen_version, _ = self._read_secret(client)
             expected = self._seen_version

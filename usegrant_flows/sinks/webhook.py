@@ -44,6 +44,7 @@ from usegrant_flows.api.checks import URL_RULE, url_problem
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.retry import RetryPolicy, retrying
+from usegrant_flows.api.worker_bounds import check_endpoint_allowed
 from usegrant_flows.sinks.base import (
     SinkError,
     TokenMetadata,
@@ -224,6 +225,7 @@ class WebhookTokenSink(TokenSink):
         Raises:
             WebhookDeliveryError: When no attempt got a 2xx answer.
         """
+        check_endpoint_allowed(self.url.get_secret_value())
         body = self.body(token, metadata)
         policy = RetryPolicy(max_attempts=self.max_attempts)
         attempts = retrying(policy).copy(
@@ -232,17 +234,19 @@ class WebhookTokenSink(TokenSink):
         with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
             attempts(self._post_once, client, body)
 
-    def preflight(self) -> None:
+    def preflight(self, metadata: TokenMetadata | None = None) -> None:
         """Check the webhook's settings before any token is minted; sends nothing.
 
         Raises:
-            ConfigurationError: When the URL is not allowed, a header name is not an
+            ConfigurationError: When the URL is not allowed (by the URL rule or the
+                worker's ``USEGRANT_ALLOWED_ENDPOINTS``), a header name is not an
                 HTTP token, a header value holds a line break or control character, or
                 the signing key is empty.
         """
         problem = url_problem(self.url.get_secret_value())
         if problem:
             raise ConfigurationError(f"webhook url must be {URL_RULE}; {problem}")
+        check_endpoint_allowed(self.url.get_secret_value())
         names = [self.signature_header, self.timestamp_header]
         for name, value in self.headers.get_secret_value().items():
             names.append(str(name))
