@@ -69,6 +69,7 @@ from usegrant_flows.api.redact import redact
 from usegrant_flows.rotation.issuer_keys import KeysUnavailableError
 
 __all__ = [
+    "DEGRADED",
     "RefreshPolicy",
     "RotationAction",
     "RotationResult",
@@ -373,12 +374,24 @@ def explain_error(
     return _one_line(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
-def summarize_failures(results: Iterable[RotationResult], *, limit: int = 10) -> str | None:
-    """Return one message naming the targets that ended ``failed``, or ``None``.
+#: Name of the Completed state of a run some of whose targets ended ``failed_but_valid``:
+#: the Prefect UI shows it on the run instead of "Completed".
+DEGRADED = "Degraded"
+
+
+def summarize_failures(
+    results: Iterable[RotationResult],
+    *,
+    limit: int = 10,
+    action: RotationAction = RotationAction.FAILED,
+) -> str | None:
+    """Return one message naming the targets that ended ``action``, or ``None``.
 
     Args:
         results: Every target's result.
-        limit: How many failed targets to name before "and N more" (>= 1).
+        limit: How many targets to name before "and N more" (>= 1).
+        action: ``failed`` (the run fails) or ``failed_but_valid`` (the run is
+            :data:`DEGRADED`).
 
     Example:
         >>> r = RotationResult(target="aws", provider_id="p", client_id="c",
@@ -390,10 +403,10 @@ def summarize_failures(results: Iterable[RotationResult], *, limit: int = 10) ->
     failed: list[RotationResult] = []
     for result in results:
         total += 1
-        if result.action is RotationAction.FAILED:
+        if result.action is action:
             failed.append(result)
     if not failed:
         return None
     named = ", ".join(f"{r.target} ({r.reason})" if r.reason else r.target for r in failed[:limit])
     more = f", and {len(failed) - limit} more" if len(failed) > limit else ""
-    return f"{len(failed)} of {total} targets failed: {named}{more}"
+    return f"{len(failed)} of {total} targets {action.value}: {named}{more}"
