@@ -45,7 +45,7 @@ def test_each_target_gets_a_proactive_automation_that_resolves_when_heard_again(
     automations = fleet_automations(
         "prod", [target("a", 1), target("b", 2)], notify_block_id=uuid4()
     )
-    proactive = automations[1:]
+    proactive = automations[2:]
     assert [a.name for a in proactive] == ["usegrant prod/a: quiet", "usegrant prod/b: quiet"]
     for automation, n in zip(proactive, (1, 2), strict=True):
         trigger = automation.trigger
@@ -62,11 +62,20 @@ def test_each_target_gets_a_proactive_automation_that_resolves_when_heard_again(
         assert len(automation.actions_on_resolve) == 1
 
 
+def test_a_failed_target_heard_again_is_announced_once_per_target() -> None:
+    [_, recovered, _] = fleet_automations("prod", [target("a", 1)], notify_block_id=uuid4())
+    trigger = recovered.trigger
+    assert isinstance(trigger, EventTrigger) and trigger.posture is Posture.Reactive
+    assert trigger.after == {"usegrant.token.failed"}
+    assert trigger.for_each == {"usegrant.target"}
+    assert "usegrant.token.minted" in trigger.expect
+
+
 def test_the_window_follows_the_policy() -> None:
     assert quiet_window(target("a", 1)) == timedelta(seconds=900)  # 3600 s, refresh at 2/3
     short = target("s", 2, expires_in=600, policy={"renew_before": 60})
     assert quiet_window(short) == timedelta(seconds=150)  # refresh at 400 s: 200 s left
-    [_, automation] = fleet_automations("prod", [short], notify_block_id=uuid4())
+    [_, _, automation] = fleet_automations("prod", [short], notify_block_id=uuid4())
     assert isinstance(automation.trigger, EventTrigger)
     assert automation.trigger.within == timedelta(seconds=150)
 

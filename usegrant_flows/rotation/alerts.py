@@ -5,11 +5,17 @@
 * one **reactive** automation, ``usegrant <fleet>: a token failed``: any
   ``usegrant.token.failed`` event of one of the fleet's targets sends a notification
   naming the target and the one-line reason;
+* one reactive automation, ``usegrant <fleet>: a token is fresh again``: a target that
+  failed and is then heard again (``minted``, ``fresh`` or ``repaired``) sends a second
+  notification, so a failure is closed in the same channel;
 * one **proactive** automation per target, ``usegrant <fleet>/<target>: quiet``: when no
   ``usegrant.token.minted``, ``.fresh`` or ``.repaired`` event of that target arrives
   within its window, the renewer has stopped (no worker, a paused deployment, a crash
-  loop) and a notification says so; when the target is heard again, the automation
-  resolves and a second notification says it is fresh again.
+  loop) and a notification says so. Once the target is heard again it re-arms. Its
+  ``actions_on_resolve`` notification ("rotated again") is sent by servers that resolve
+  single-event automations (Prefect Cloud); the open-source server (3.x) fires only on
+  trigger, so there the previous automation closes a failure, and a quiet target's
+  first new event simply stops the alerts.
 
 The window a target's policy implies (:func:`quiet_window`): a token is valid from its
 refresh point until it expires; three quarters of that span (at least 60 s) leaves a
@@ -138,6 +144,31 @@ def fleet_automations(
             ],
         )
     ]
+    automations.append(
+        AutomationCore(
+            name=f"{AUTOMATION_PREFIX}{fleet}: a token is fresh again",
+            description=f"A target of UseGrant fleet {fleet!r} that failed was heard again.",
+            trigger=EventTrigger(
+                after={"usegrant.token.failed"},
+                expect=set(HEARD_EVENTS),
+                for_each={"usegrant.target"},
+                match={"prefect.resource.id": "usegrant.client.*", "usegrant.target": names},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=notify_block_id,
+                    subject=f"UseGrant fleet {fleet}: a token is fresh again",
+                    body=(
+                        "Target {{ event.resource['usegrant.target'] }} is "
+                        "{{ event.payload['action'] }} again after a failure."
+                    ),
+                )
+            ],
+        )
+    )
     for target in targets:
         within = fixed or quiet_window(target)
         automations.append(
