@@ -124,6 +124,9 @@ async def test_a_rejected_key_leaves_every_token_file_byte_for_byte(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     results = await state.result()
     assert {r.action.value for r in results} == {"failed_but_valid"}
+    # Completed, but named apart from a clean run in the UI, with the targets named.
+    assert (state.is_completed(), state.name) == (True, "Degraded")
+    assert state.message is not None and state.message.startswith("3 of 3 targets failed_but_valid")
     assert results[0].reason == (
         f"UseGrant rejected the API key (401): check the credentials block '{credentials}'"
     )

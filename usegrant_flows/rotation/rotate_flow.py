@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from prefect import State, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from pydantic import Field
 
 from usegrant_flows.api.errors import ConfigurationError
@@ -22,7 +22,12 @@ from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.fleet_block import aload_fleet
 from usegrant_flows.rotation.fleet_file import load_fleet_file
 from usegrant_flows.rotation.plan import FleetPlan, aplan_fleet
-from usegrant_flows.rotation.policy import RotationResult, summarize_failures
+from usegrant_flows.rotation.policy import (
+    DEGRADED,
+    RotationAction,
+    RotationResult,
+    summarize_failures,
+)
 from usegrant_flows.rotation.split import split_fleet
 from usegrant_flows.rotation.tasks import (
     ARTIFACT_KEY,
@@ -48,9 +53,11 @@ async def rotate_tokens(
     """Mint the tokens that are due and write them to their sinks; skip the fresh ones.
 
     The run fails, naming the targets, when any target ends ``failed`` (no valid token
-    where it should be); the other targets are still delivered. The run's table
-    artifact ``usegrant-rotation`` has one row per target, and every target emits a
-    ``usegrant.token.minted`` / ``.fresh`` / ``.failed`` event.
+    where it should be); the other targets are still delivered. When some targets end
+    ``failed_but_valid`` (their sinks keep a valid old token), the run is Completed
+    under the name ``Degraded``, naming them, so the UI tells it from a clean run. The
+    run's table artifact ``usegrant-rotation`` has one row per target, and every target
+    emits a ``usegrant.token.minted`` / ``.fresh`` / ``.repaired`` / ``.failed`` event.
 
     Args:
         targets: Targets given directly (provider/client ids, options, sinks, policy).
@@ -121,6 +128,11 @@ async def rotate_tokens(
     if message:
         logger.error("%s", message)
         return Failed(message=message)
+    degraded = summarize_failures(results, action=RotationAction.FAILED_BUT_VALID)
+    if degraded:
+        # Completed (the sinks hold valid tokens) but not clean: the UI shows the name.
+        logger.warning("%s", degraded)
+        return Completed(name=DEGRADED, message=degraded, data=results)
     return results
 
 
