@@ -46,7 +46,7 @@ from usegrant_flows.rotation.lease import TargetLeases
 async def main():
     names, ttl = sys.argv[1].split(","), float(sys.argv[2])
     leases = TargetLeases(timeout=30, enabled=True, ttl=ttl)
-    async with leases.claim(names):
+    async with leases.claim(names), leases.hold(names[0]):  # its first due target
         print("held", leases.api_calls, flush=True)
         await asyncio.to_thread(sys.stdin.readline)  # until the test says so
     print("released", flush=True)

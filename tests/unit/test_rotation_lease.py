@@ -35,17 +35,25 @@ async def test_a_batch_claims_hundreds_of_targets_in_two_calls_and_gives_them_ba
     targets = names(300)
     try:
         async with leases.claim(targets):
-            assert leases.api_calls == 2  # write the claim, read every claim
-            assert len(await claim_names() - before) == 1
-            for identity in targets[:50]:  # due targets: their sections cost no call
+            assert leases.api_calls == 0  # nothing due yet: nothing sent
+            for identity in targets[:50]:  # the due targets
                 async with leases.hold(identity):
                     pass
-            assert leases.api_calls == 2
+            assert leases.api_calls == 2  # the first one wrote the claim, read every claim
+            assert len(await claim_names() - before) == 1
         assert leases.api_calls == 3  # the claim is deleted at the end of the batch
         assert await claim_names() == before  # nothing piles up
         assert leases.leases == 50
     finally:
         await leases.aclose()
+
+
+async def test_a_batch_where_nothing_is_due_costs_no_call() -> None:
+    leases = TargetLeases(timeout=60, enabled=True)
+    async with leases.claim(names(250)):
+        pass
+    assert leases.api_calls == 0
+    await leases.aclose()
 
 
 async def test_two_runs_holding_one_target_take_turns() -> None:
@@ -76,10 +84,10 @@ async def test_two_batches_meeting_on_some_targets_take_the_free_ones_at_once() 
     second = TargetLeases(timeout=60, enabled=True)
     a, shared, b = names(3)
     try:
-        async with first.claim([a, shared]), second.claim([shared, b]):
-            calls = second.api_calls
-            async with second.hold(b):  # only it was free: held without a call
-                assert second.api_calls == calls
+        async with first.claim([a, shared]), first.hold(a), second.claim([shared, b]):
+            async with second.hold(b):  # only it was free
+                assert second.api_calls == 3  # write, read, give the shared one back
+
             with pytest.raises(LockTimeoutError):
                 second.timeout = 1.5
                 async with second.hold(shared):
@@ -184,13 +192,16 @@ async def test_claims_are_kept_alive_while_the_run_goes_on() -> None:
     targets = names(2)
     try:
         async with leases.claim(targets):
+            async with leases.hold(targets[1]):  # claims both
+                pass
             await asyncio.sleep(3)  # past the TTL: renewed, so another run still waits
             other = TargetLeases(timeout=0.5, enabled=True)
             with pytest.raises(LockTimeoutError):
                 async with other.hold(targets[0]):
                     raise AssertionError("took a target of a live run")
             await other.aclose()
-            async with leases.hold(targets[1]):
-                pass
+            calls = leases.api_calls
+            async with leases.hold(targets[0]):  # still ours: no claim call
+                assert leases.api_calls == calls
     finally:
         await leases.aclose()

@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "chunks",
     "create_claim",
     "delete_claim",
+    "holder_name",
+    "live_keys",
     "read_claims",
     "rewrite_claim",
     "target_key",
@@ -231,3 +236,20 @@ def _server_time(date: str | None) -> datetime:
         except (TypeError, ValueError):
             pass
     return datetime.now(timezone.utc)
+
+
+def live_keys(seen: list[SeenClaim], ours: set[str]) -> set[str]:
+    """The keys that other runs' live claims list (``ours``: our claims' names)."""
+    keys: set[str] = set()
+    for claim in seen:
+        if not claim.stale and claim.name not in ours:
+            keys |= claim.keys
+    return keys
+
+
+def holder_name() -> str:
+    """Who holds a claim, for people reading the Variables page."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        return f"flow run {context.flow_run.id}"
+    return f"pid {os.getpid()} on {socket.gethostname()}"

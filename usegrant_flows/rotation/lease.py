@@ -5,10 +5,10 @@ apart. Runs on different machines (two workers, a manual run beside a scheduled 
 meet here, through **claims** in the Prefect server's database
 (:mod:`usegrant_flows.rotation.claims`): a claim lists the targets a run holds.
 
-- A batch claims all its targets at once (:meth:`TargetLeases.claim`): it writes one
-  claim, reads every claim, and keeps the targets no other live claim lists. When the
-  batch ends, the claim is deleted. Three API calls per batch of up to 350 targets,
-  whatever is due in it: 0.012 calls per target for a batch of 250.
+- A batch claims all its targets at once (:meth:`TargetLeases.claim`) when its first
+  due target needs its lease: it writes one claim, reads every claim, and keeps the
+  targets no other live claim lists. When the batch ends, the claim is deleted. Three
+  API calls per batch of up to 350 targets; none for a batch where nothing is due.
 - The runner holds a target's lease around its critical section (re-read the sinks,
   mint, verify, write) with :meth:`TargetLeases.hold`: free when the batch's claim has
   the target; otherwise it waits while another run's claim lists it. Waiting targets of
@@ -34,16 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
@@ -54,6 +52,8 @@ from usegrant_flows.rotation.claims import (
     chunks,
     create_claim,
     delete_claim,
+    holder_name,
+    live_keys,
     read_claims,
     rewrite_claim,
     target_key,
@@ -117,12 +117,13 @@ class TargetLeases:
         self._claims: dict[str, Claim] = {}  # ours, by name
         self._granted: dict[str, Claim] = {}  # target key -> our claim holding it
         self._busy: dict[str, asyncio.Lock] = {}  # one section per target in this run
+        self._batches: dict[str, _Batch] = {}  # target key -> its batch, not yet claimed
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._why = "held by another run"
         self._pump: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
-        self._holder = _holder()
+        self._holder = holder_name()
 
     async def _get_client(self) -> PrefectClient:
         if self._client is None:  # one client (one connection pool) per run
@@ -131,12 +132,11 @@ class TargetLeases:
 
     @contextlib.asynccontextmanager
     async def claim(self, identities: Iterable[str]) -> AsyncIterator[None]:
-        """Claim a batch's targets at once for the body of an ``async with``.
+        """Claim a batch's targets together, for the body of an ``async with``.
 
-        One write and one read of the claims (more only for targets another run
-        holds, or a batch over 350 targets); the claim is deleted at the end. Never
-        raises for a busy or unreachable server: the targets are then asked for one
-        by one in :meth:`hold`, within their wait.
+        Nothing is sent until the first :meth:`hold` of one of them: then one write and
+        one read of the claims take them all (more calls only for targets another run
+        holds, or a batch over 350 targets). The claim is deleted at the end.
 
         Args:
             identities: The targets' identities (``RotationTarget.identity``).
@@ -144,16 +144,17 @@ class TargetLeases:
         if not self.enabled:
             yield
             return
-        keys = {target_key(identity) for identity in identities} - set(self._granted)
-        started = time.monotonic()
-        with contextlib.suppress(httpx.HTTPError, OSError):
-            await self._take(keys)
-        self.seconds += time.monotonic() - started
+        batch = _Batch({target_key(identity) for identity in identities} - set(self._granted))
+        for key in batch.keys:
+            self._batches[key] = batch
         try:
             yield
         finally:
+            for key in batch.keys:
+                if self._batches.get(key) is batch:
+                    del self._batches[key]
             started = time.monotonic()
-            await asyncio.shield(self._release(keys))
+            await asyncio.shield(self._release(batch.keys))
             self.seconds += time.monotonic() - started
 
     @contextlib.asynccontextmanager
@@ -172,6 +173,14 @@ class TargetLeases:
         key = target_key(identity)
         async with self._busy.setdefault(key, asyncio.Lock()):
             started = time.monotonic()
+            batch = self._batches.get(key)
+            if batch is not None and not self._holds(key):
+                async with batch.lock:  # the batch's first due target claims them all
+                    if not batch.taken:
+                        batch.taken = True
+                        # A busy server: its targets are then asked for in _wait_for.
+                        with contextlib.suppress(httpx.HTTPError, OSError):
+                            await self._take(batch.keys - set(self._granted))
             if not self._holds(key):
                 await self._wait_for(key, identity.split(":", 1)[0])
             self.leases += 1
@@ -223,7 +232,7 @@ class TargetLeases:
             keys = set(self._waiting) - set(self._granted)
             pause = random.uniform(0.5, MAX_RETRY_PAUSE)  # noqa: S311 - jitter, not secrecy
             try:
-                others = _live_keys(await self._read(), set(self._claims))
+                others = live_keys(await self._read(), set(self._claims))
                 await self._take(keys - others)
                 attempt, self._why = 0, "held by another run"
             except Exception as exc:  # a busy, restarting or refusing server: ask again
@@ -255,7 +264,7 @@ class TargetLeases:
                         client, claim, ttl=self.ttl, holder=self._holder, now=time.monotonic()
                     )
                 )
-            others = _live_keys(await self._read(), set(self._claims))
+            others = live_keys(await self._read(), set(self._claims))
         except BaseException:
             for claim in mine:  # unconfirmed: take nothing, leave nothing behind
                 self._claims.pop(claim.name, None)
@@ -354,13 +363,13 @@ class TargetLeases:
         await self._stack.aclose()
 
 
-def _live_keys(seen: list[SeenClaim], ours: set[str]) -> set[str]:
-    """Keys other runs' live claims list."""
-    keys: set[str] = set()
-    for claim in seen:
-        if not claim.stale and claim.name not in ours:
-            keys |= claim.keys
-    return keys
+@dataclass
+class _Batch:
+    """A batch's targets, claimed together on the first lease one of them needs."""
+
+    keys: set[str]
+    taken: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -368,14 +377,6 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_run_logger()
     except MissingContextError:  # outside a flow or task run
         return get_logger("usegrant_flows.lease")
-
-
-def _holder() -> str:
-    """Who holds a claim, for people reading the Variables page."""
-    context = FlowRunContext.get()
-    if context is not None and context.flow_run is not None:
-        return f"flow run {context.flow_run.id}"
-    return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
 def _server_trouble(exc: Exception) -> str:

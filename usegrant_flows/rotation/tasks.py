@@ -57,9 +57,10 @@ async def rotate_batch(
 ) -> list[RotationResult]:
     """Rotate a batch of targets concurrently; one result per target, in order.
 
-    The batch claims all its targets at once in the Prefect server (one write, one read)
-    and gives them back at once when it ends: its due targets are minted under that
-    claim (:mod:`usegrant_flows.rotation.lease`). Then it writes its targets' delivery
+    The batch claims all its targets at once in the Prefect server (one write, one read,
+    when its first due target needs its lease) and gives them back at once when it
+    ends: its due targets are minted under that claim
+    (:mod:`usegrant_flows.rotation.lease`). Then it writes its targets' delivery
     record, one call per changed chunk (:mod:`usegrant_flows.rotation.record`).
 
     Args:
