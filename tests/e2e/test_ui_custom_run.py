@@ -203,9 +203,10 @@ def fill_int(page: Page, name: str, value: int) -> None:
 
 def pick_block(page: Page, title: str, block_name: str) -> None:
     """Pick a saved block in a block-typed parameter's picker (the form's block select)."""
-    picker = page.locator(".block-document-input").first
-    picker.click()
-    page.get_by_role("option", name=block_name, exact=True).click()
+    field = page.locator("div.group").filter(has=page.get_by_text(parameter_label(title)))
+    field.get_by_role("button", name="Select a block").click()
+    page.get_by_role("option", name=block_name).click()
+    expect(field.get_by_role("button", name="Select a block")).to_contain_text(block_name)
 
 
 def fill_mint_form(page: Page, fleet: str, target: str, expires_in: int) -> None:
@@ -284,7 +285,7 @@ def test_custom_run_form_shows_readable_titles_and_no_none_switch(
     main = page.get_by_role("main")
     for title in ("Fleet", "Target", "Expires in (seconds)"):
         expect(main.get_by_text(parameter_label(title)).first).to_be_visible()
-    expect(main.locator(".block-document-input")).to_have_count(1)
+    expect(main.get_by_role("button", name="Select a block")).to_have_count(1)
     expect(main.get_by_role("tab", name="None", exact=True)).to_have_count(0)
     for raw in ("provider_id", "file_path", "credentials_block", "secret_block_name"):
         expect(main.get_by_text(raw, exact=True)).to_have_count(0)
