@@ -144,8 +144,15 @@ def _base_env(home: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def production_topology(replicas: int = 2) -> Iterator[Topology]:
+def production_topology(
+    replicas: int = 2, extra_env: dict[str, str] | None = None
+) -> Iterator[Topology]:
     """Start PostgreSQL, Redis, the background services and ``replicas`` API servers.
+
+    Args:
+        replicas: API servers to start (>= 1).
+        extra_env: More settings for every Prefect server process (the benchmark turns
+            on the access log with ``PREFECT_SERVER_LOGGING_LEVEL=INFO``).
 
     Yields:
         The :class:`Topology`; everything is stopped and deleted at the end.
@@ -165,6 +172,7 @@ def production_topology(replicas: int = 2) -> Iterator[Topology]:
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
         "PREFECT_REDIS_MESSAGING_URL": redis_url,
         "PREFECT_SERVER_DOCKET_URL": redis_url,
+        **(extra_env or {}),
     }
     topology = Topology(database_url, redis_url, settings, work)
     data = work / "pgdata"

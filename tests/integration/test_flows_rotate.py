@@ -124,6 +124,9 @@ async def test_a_rejected_key_leaves_every_token_file_byte_for_byte(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     results = await state.result()
     assert {r.action.value for r in results} == {"failed_but_valid"}
+    # Completed, but named apart from a clean run in the UI, with the targets named.
+    assert (state.is_completed(), state.name) == (True, "Degraded")
+    assert state.message is not None and state.message.startswith("3 of 3 targets failed_but_valid")
     assert results[0].reason == (
         f"UseGrant rejected the API key (401): check the credentials block '{credentials}'"
     )
@@ -275,7 +278,7 @@ async def test_overlapping_runs_mint_each_target_once(
     assert actions == ["fresh"] * 3 + ["minted"] * 3
 
 
-async def test_flow_run_is_named_rotate_tokens(
+async def test_the_python_flow_run_is_named_rotate_targets(
     emu: RunningEmulator, credentials: str, tmp_path: Path
 ) -> None:
     state = await run(targets=fleet(emu, tmp_path, credentials)[:1])

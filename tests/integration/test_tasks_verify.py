@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from usegrant_flows.api import trust
+from usegrant_flows.api import jwks
 from usegrant_flows.api.errors import ConfigurationError, InvalidResponseError
 from usegrant_flows.api.jwks import JwksCache
 from usegrant_flows.api.models import AccessToken
@@ -41,10 +41,10 @@ def fetches(emu: RunningEmulator, route: str) -> int:
 
 
 @pytest.fixture
-def fresh_keys(monkeypatch: pytest.MonkeyPatch) -> JwksCache:
-    """An empty process key cache, so fetch counts start at zero."""
-    keys = JwksCache()
-    monkeypatch.setattr(trust, "PROCESS_KEYS", keys)
+def fresh_keys() -> JwksCache:
+    """The process key cache, empty (tests/conftest.py resets it for every test)."""
+    keys = jwks.shared_jwks_cache()
+    assert keys.fetches == {}
     return keys
 
 

@@ -18,6 +18,7 @@ from usegrant_flows.rotation import outcome as rotation_outcome
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.plan import stagger_offset
 from usegrant_flows.rotation.policy import RotationAction
+from usegrant_flows.rotation.record import MemoryRecord
 from usegrant_flows.rotation.runner import FleetRunner
 
 P = "10000000-0000-4000-8000-000000000001"
@@ -67,6 +68,7 @@ class Runner(FleetRunner):
     def __init__(
         self, sinks: dict[str, Sink], client: RecordingClient, waits: WaitLog, **kwargs: Any
     ) -> None:
+        kwargs.setdefault("record", MemoryRecord({}))
         super().__init__(clock=waits.clock, jwks=JwksCache(transport=ISSUER.transport), **kwargs)
         self.fake_sinks = sinks
 
@@ -170,7 +172,7 @@ async def test_fresh_targets_neither_wait_nor_mint(
     make_token: Callable[..., AccessToken], tmp_path: Path
 ) -> None:
     fleet = targets(3)
-    sinks = {t.name: Sink(make_token(lifetime=3600)) for t in fleet}
+    sinks = {t.name: Sink(ISSUER.mint(lifetime=3600)) for t in fleet}  # proven: signed
     client = RecordingClient(ISSUER.mint)
     waits = WaitLog()
     runner = Runner(sinks, client, waits, lock_dir=tmp_path, spread=3600.0)

@@ -28,6 +28,7 @@ from usegrant_flows.rotation import outcome as rotation_outcome
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.lease import TargetLeases
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
+from usegrant_flows.rotation.record import MemoryRecord
 from usegrant_flows.rotation.runner import FleetRunner
 from usegrant_flows.sinks import SinkError
 
@@ -119,6 +120,7 @@ class ClientRunner(FleetRunner):
         # One machine here: no Prefect-server leases, even when a session harness has set
         # PREFECT_API_URL (they are tested in test_rotation_lease.py and end to end).
         kwargs.setdefault("leases", TargetLeases(enabled=False))
+        kwargs.setdefault("record", MemoryRecord({}))  # each test: a new process's record
         super().__init__(jwks=JwksCache(transport=issuer.transport), **kwargs)
         self.fake_client = client
 
@@ -168,17 +170,35 @@ async def rotate(runner: FleetRunner, t: RotationTarget | None = None) -> Rotati
     return await runner.rotate(t or target())
 
 
-async def test_every_readable_sink_fresh_skips_the_mint(make_token, tmp_path: Path, events) -> None:
-    sinks = [FakeSink("a", make_token()), FakeSink("b", make_token())]
+async def test_every_readable_sink_holding_one_fresh_token_skips_the_mint(
+    make_token, tmp_path: Path, events
+) -> None:
+    token = make_token()
+    sinks = [FakeSink("a", token), FakeSink("b", token)]
     client = FakeClient(make_token)
     result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path))
     assert (result.action, client.calls) == (RotationAction.FRESH, 0)
+    assert [s.writes for s in sinks] == [0, 0]
+
+
+async def test_sinks_holding_different_fresh_tokens_are_repaired_without_a_mint(
+    make_token, tmp_path: Path, events
+) -> None:
+    older, newer = make_token(lifetime=3000), make_token(lifetime=3600)
+    sinks = [FakeSink("a", older), FakeSink("b", newer)]
+    client = FakeClient(make_token)
+    result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path))
+    assert (result.action, client.calls) == (RotationAction.REPAIRED, 0)
+    assert sinks[0].token is newer and [s.writes for s in sinks] == [1, 0]
+    assert result.fingerprint == newer.fingerprint and result.sinks_written == ("fake a",)
+    assert [e["event"] for e in events] == ["usegrant.token.repaired"]
 
 
 async def test_one_stale_sink_mints_once_and_writes_every_sink(
     make_token, tmp_path: Path, events
 ) -> None:
-    sinks = [FakeSink("a", make_token()), FakeSink("b", None)]
+    due = make_token(lifetime=3600, iat=0)  # issued at the epoch: long past 2/3
+    sinks = [FakeSink("a", due), FakeSink("b", None)]
     client = FakeClient(make_token)
     result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path))
     assert (result.action, client.calls) == (RotationAction.MINTED, 1)
@@ -206,8 +226,11 @@ async def test_write_only_sinks_alone_always_mint(make_token, tmp_path: Path, ev
 async def test_write_only_sink_does_not_prevent_a_skip(make_token, tmp_path: Path, events) -> None:
     sinks = [FakeSink("file", make_token()), FakeSink("hook", readable=False)]
     client = FakeClient(make_token)
-    result = await rotate(Runner({"aws": sinks}, client, lock_dir=tmp_path))
-    assert (result.action, client.calls) == (RotationAction.FRESH, 0)
+    runner = Runner({"aws": sinks}, client, lock_dir=tmp_path)
+    first, second = await rotate(runner), await rotate(runner)
+    # No record at first: the webhook gets the proven token once, then the record vouches.
+    assert (first.action, second.action) == (RotationAction.REPAIRED, RotationAction.FRESH)
+    assert (client.calls, sinks[1].writes) == (0, 1)
 
 
 async def test_force_mints_even_when_fresh(make_token, tmp_path: Path, events) -> None:

@@ -44,6 +44,7 @@ class _KeySet:
     keys: list[dict[str, Any]]
     expires: float  # time.monotonic() after which the set is fetched again
     version: int  # bumped on every fetch, so concurrent refetches collapse into one
+    refetched: bool = False  # fetched again for an unknown kid: not again until it expires
 
 
 class JwksCache:
@@ -191,6 +192,7 @@ class JwksCache:
                 keys=signing,
                 expires=time.monotonic() + self.ttl,
                 version=(cached.version + 1) if cached is not None else 1,
+                refetched=stale is not None,
             )
             self._sets[url] = fresh
             return fresh, True
@@ -281,7 +283,9 @@ class JwksCache:
             )
             key_set, fetched = await self._key_set(url)
             key = _pick_key(key_set.keys, minted, url)
-            if key is None and not fetched:
+            if key is None and not fetched and not key_set.refetched:
+                # One refetch per set lifetime: tokens naming a kid the issuer does not
+                # publish cost one fetch per run, not one per target.
                 key_set, _ = await self._key_set(url, stale=key_set.version)
                 key = _pick_key(key_set.keys, minted, url)
             if key is None:

@@ -5,8 +5,9 @@ A rotation verifies every token before any sink sees it; :func:`check_issued` an
 ``usegrant-flows token create``: the claims (:func:`usegrant_flows.api.claims.check_minted`)
 and, in ``"full"`` mode, the signature against the issuer's keys
 (:func:`usegrant_flows.api.jwks.averify_minted`). The keys are cached for the whole
-process (:data:`PROCESS_KEYS`, :data:`~usegrant_flows.api.verify.JWKS_CACHE_SECONDS`
-seconds), so a task called in a loop fetches them once.
+process, in the cache rotations use too (:func:`usegrant_flows.api.jwks.shared_jwks_cache`,
+:data:`~usegrant_flows.api.verify.JWKS_CACHE_SECONDS` seconds), so a task called in a loop
+fetches them once.
 
 Where the keys are, first match wins: the ``jwks_url`` of the credentials
 (``USEGRANT_JWKS_URL`` for the settings); discovery at the API's base URL when it is a
@@ -33,16 +34,14 @@ from usegrant_flows.api.errors import (
     InvalidResponseError,
     TokenVerificationError,
 )
-from usegrant_flows.api.jwks import JwksCache, averify_minted
+from usegrant_flows.api.jwks import JwksCache, averify_minted, shared_jwks_cache
 from usegrant_flows.api.models import AccessToken
 
-__all__ = ["PROCESS_KEYS", "TrustMode", "acheck_issued", "check_issued", "check_mode"]
+__all__ = ["TrustMode", "acheck_issued", "check_issued", "check_mode", "key_source"]
 
 #: ``"full"``: claims and signature (the default); ``"claims"``: the claims only, for
 #: callers that cannot reach the issuer's keys; ``"off"``: no check at all.
 TrustMode = Literal["full", "claims", "off"]
-#: The issuers' keys, shared by every single-token call of this process.
-PROCESS_KEYS = JwksCache()
 
 
 def check_mode(value: object) -> TrustMode:
@@ -85,7 +84,7 @@ async def acheck_issued(
         mode: See :data:`TrustMode`.
         base_url: The API base URL the token came from.
         jwks_url: Explicit JWK set URL (credentials or ``USEGRANT_JWKS_URL``).
-        keys: Key cache; :data:`PROCESS_KEYS` when ``None``.
+        keys: Key cache; the process's shared one when ``None``.
 
     Raises:
         InvalidResponseError: The token failed a check (or its keys could not be had).
@@ -101,7 +100,7 @@ async def acheck_issued(
             now=datetime.now(timezone.utc),
             renew_before=0.0,
             mode=mode,
-            keys=keys or PROCESS_KEYS,
+            keys=keys or shared_jwks_cache(),
             jwks_url=found_jwks,
             discovery_url=discovery,
         )

@@ -68,6 +68,11 @@ app.command(
     help="Save fleets of rotation targets in Prefect, and show them.",
 )
 app.command(
+    "usegrant_flows.cli.alerts:app",
+    name="alerts",
+    help="Alert on failed and unrotated tokens (Prefect automations).",
+)
+app.command(
     "usegrant_flows.cli.credentials:app",
     name="credentials",
     help="Save the API key as a UseGrant Credentials block in Prefect.",

@@ -46,12 +46,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from usegrant_flows.api.errors import ConfigurationError, UseGrantError
+from usegrant_flows.cli.demo_report import print_first_run
 from usegrant_flows.cli.demo_server import (
     DEFAULT_API_STARTUP_TIMEOUT,
     EXIT_CONFIGURATION,
@@ -275,23 +274,20 @@ def _run(folder: Path, console: Console, phases: _Phases) -> None:
     finally:
         server.stop()
 
-    table = Table(title="First run", box=box.SIMPLE)
-    table.add_column("target", no_wrap=True, min_width=10)
-    table.add_column("action", no_wrap=True, min_width=6)
-    table.add_column("fingerprint", no_wrap=True, min_width=12)
-    table.add_column("expires UTC", no_wrap=True, min_width=11)
-    table.add_column("file/secret", no_wrap=True, min_width=11)
-    table.add_column("audience", overflow="ellipsis", no_wrap=True, max_width=20)
-    for result, client in zip(results, provider.clients, strict=True):
-        table.add_row(
-            result.target,
-            result.action.value,
-            result.fingerprint or "",
-            result.expires_at.strftime("%H:%M:%S") if result.expires_at else "",
-            verified[result.target],
-            client.audience,
-        )
-    console.print(table)
+    print_first_run(
+        console,
+        [
+            (
+                result.target,
+                result.action.value,
+                result.fingerprint or "",
+                result.expires_at.strftime("%H:%M:%S") if result.expires_at else "",
+                verified[result.target],
+                client.audience,
+            )
+            for result, client in zip(results, provider.clients, strict=True)
+        ],
+    )
     fresh = sum(1 for r in again if r.action.value == "fresh")
     console.print(
         f"Second run: {fresh} of {len(again)} targets fresh, "

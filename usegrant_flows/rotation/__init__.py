@@ -6,7 +6,8 @@
   a fleet read strictly from a file, or kept in the Prefect server.
 * :mod:`~usegrant_flows.rotation.plan`: a fleet planned against its request budgets.
 * :mod:`~usegrant_flows.rotation.locks`: per-target locks between runs on one machine.
-* :mod:`~usegrant_flows.rotation.lease`: per-target leases across machines (Prefect server).
+* :mod:`~usegrant_flows.rotation.lease`: leases across machines, batch claims in the
+  Prefect server (:mod:`~usegrant_flows.rotation.claims`).
 * :mod:`~usegrant_flows.rotation.holdings`: what a target's sinks hold, and whether it is fresh.
 * :mod:`~usegrant_flows.rotation.runner`: one target from its sinks' tokens to a result.
 * :mod:`~usegrant_flows.rotation.tasks`: the batch tasks and the run's artifact.

@@ -4,7 +4,13 @@
 (:meth:`~usegrant_flows.rotation.policy.RefreshPolicy.refresh_point`, jitter included) counted
 from the token's issue time, for the target's ``expires_in`` (the API's default 3600 s
 when unset). So a target needs ``3600 / interval`` mints per hour; a key needs the sum
-over its targets. The key's capacity is the budget's *sustained* rate
+over its targets. That is what a rotation really mints, write-only targets (webhooks)
+included: the delivery record (:mod:`usegrant_flows.rotation.record`) keeps them fresh
+between refreshes, and sinks that disagree are repaired without a mint. (Without a
+Prefect server the record lives in one process: a write-only target run by a new process
+each time mints on every run, which this plan does not count.)
+
+The key's capacity is the budget's *sustained* rate
 (:attr:`~usegrant_flows.quota.budget.Budget.sustained_per_hour`, 891/h for the default
 1000/h): the burst (a tenth of the budget) stays free for retries and first deliveries.
 A fleet whose needs exceed a key's capacity is refused before any request, with the

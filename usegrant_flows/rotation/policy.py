@@ -15,16 +15,21 @@ The rules, in the order a rotation applies them:
    refresh point moves earlier by a jitter of up to ``jitter`` x lifetime, derived from
    the target's identity (deterministic, so a given target always refreshes at the same
    point, while a fleet minted at once spreads its refreshes).
-2. **When is a mint skipped?** When *every readable sink* of the target holds a fresh
-   token. A write-only sink (a webhook) cannot vouch for its consumer, so it neither
-   blocks nor allows a skip; a target whose sinks are all write-only always mints.
+2. **When is a mint skipped?** When every readable sink holds the token the delivery
+   record names (or, with no record, one proven this target's), every write-only sink
+   is recorded as holding it, and it is fresh by rule 1; sinks that disagree are
+   repaired from one that holds it, without a mint
+   (:mod:`usegrant_flows.rotation.verdict`, ``docs/state-and-alerts.md``).
 3. **One mint per target**, written to all of the target's sinks.
 4. **Keep the last good token.** A failed mint writes nothing; a failed sink write
    leaves that sink's previous token as it was (sinks write atomically).
 5. **Outcome** (:class:`RotationAction`):
 
    * ``minted``: a new token reached every sink;
-   * ``fresh``: every readable sink held a fresh token, nothing was minted;
+   * ``fresh``: every readable sink held the same fresh token, the one delivered last
+     (:mod:`usegrant_flows.rotation.verdict`), nothing was minted;
+   * ``repaired``: some sinks disagreed; the fresh token the others hold was copied to
+     them, nothing was minted;
    * ``failed_but_valid``: the mint, or some sink writes, failed, but every sink that did
      not receive the new token still holds an unexpired old one (readable sinks only:
      a failed write-only sink cannot vouch, so it makes the target ``failed``);
@@ -47,23 +52,12 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from usegrant_flows.api.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    InvalidResponseError,
-    NotFoundError,
-    RateLimitError,
-    ServerError,
-    TokenVerificationError,
-    UseGrantAPIError,
-    UseGrantConnectionError,
-)
 from usegrant_flows.api.models import MAX_EXPIRES_IN, AccessToken
 from usegrant_flows.api.redact import redact
-from usegrant_flows.rotation.issuer_keys import KeysUnavailableError
+from usegrant_flows.rotation.reasons import explain_error
 
 __all__ = [
+    "DEGRADED",
     "RefreshPolicy",
     "RotationAction",
     "RotationResult",
@@ -74,14 +68,13 @@ __all__ = [
     "summarize_failures",
 ]
 
-_MAX_REASON = 300
-
 
 class RotationAction(str, Enum):
     """How one target's rotation ended."""
 
     MINTED = "minted"
     FRESH = "fresh"
+    REPAIRED = "repaired"
     FAILED_BUT_VALID = "failed_but_valid"
     FAILED = "failed"
 
@@ -296,83 +289,24 @@ class RotationResult(BaseModel):
         return "\n".join(lines)
 
 
-def _one_line(text: str) -> str:
-    line = " ".join(redact(text).split())
-    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 3] + "..."
+#: Name of the Completed state of a run some of whose targets ended ``failed_but_valid``:
+#: the Prefect UI shows it on the run instead of "Completed".
+DEGRADED = "Degraded"
 
 
-def explain_error(
-    exc: BaseException,
+def summarize_failures(
+    results: Iterable[RotationResult],
     *,
-    credentials: str | None = None,
-    provider_id: object = None,
-    client_id: object = None,
-    now: datetime | None = None,
-) -> str:
-    """Turn an exception into one line a person can act on.
-
-    The line is built from status codes, error codes, names and ids; it never contains
-    a token or an API key (our exceptions never carry them).
-
-    Args:
-        exc: What went wrong.
-        credentials: The credentials block name used, or ``None`` for the settings.
-        provider_id: The provider id of the request, for a 404.
-        client_id: The client id of the request, for a 404.
-        now: The reference time (aware) for rate-limit reasons; defaults to now.
-
-    Returns:
-        A single line of at most 300 characters.
-
-    Example:
-        >>> from usegrant_flows.api.errors import AuthenticationError
-        >>> explain_error(AuthenticationError(401), credentials="prod")
-        "UseGrant rejected the API key (401): check the credentials block 'prod'"
-    """
-    if isinstance(exc, AuthenticationError):
-        where = (
-            f"check the credentials block '{credentials}'"
-            if credentials
-            else "check USEGRANT_API_KEY, the .env file or `usegrant-flows login`"
-        )
-        return f"UseGrant rejected the API key ({exc.status_code}): {where}"
-    if isinstance(exc, NotFoundError):
-        return _one_line(
-            f"UseGrant does not know provider {provider_id} or its client {client_id} "
-            f"(404 {exc.code or 'not found'}): check both ids"
-        )
-    if isinstance(exc, RateLimitError):
-        if exc.retry_after is not None:
-            until = (now or datetime.now(timezone.utc)) + timedelta(seconds=exc.retry_after)
-            stamp = until.strftime("%Y-%m-%d %H:%M:%SZ")
-            return f"rate limited until {stamp} (429): the next run retries"
-        return "rate limited (429): the next run retries"
-    if isinstance(exc, BadRequestError):
-        return _one_line(f"UseGrant refused the request (400): {exc.message}")
-    if isinstance(exc, ServerError):
-        return f"UseGrant failed ({exc.status_code}) after retries: the next run retries"
-    if isinstance(exc, UseGrantAPIError):
-        return _one_line(f"UseGrant answered {exc.status_code}: {exc.message}")
-    if isinstance(exc, UseGrantConnectionError):
-        return _one_line(f"could not reach UseGrant: {exc}")
-    if isinstance(exc, InvalidResponseError):
-        return _one_line(f"UseGrant's answer is not a usable token: {exc}")
-    if isinstance(exc, KeysUnavailableError):  # before a mint: nothing was minted
-        return _one_line(str(exc))
-    if isinstance(exc, TokenVerificationError):
-        return _one_line(f"the minted token was written nowhere: {exc}")
-    if isinstance(exc, ConfigurationError):
-        return _one_line(str(exc))
-    text = str(exc)
-    return _one_line(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
-
-
-def summarize_failures(results: Iterable[RotationResult], *, limit: int = 10) -> str | None:
-    """Return one message naming the targets that ended ``failed``, or ``None``.
+    limit: int = 10,
+    action: RotationAction = RotationAction.FAILED,
+) -> str | None:
+    """Return one message naming the targets that ended ``action``, or ``None``.
 
     Args:
         results: Every target's result.
-        limit: How many failed targets to name before "and N more" (>= 1).
+        limit: How many targets to name before "and N more" (>= 1).
+        action: ``failed`` (the run fails) or ``failed_but_valid`` (the run is
+            :data:`DEGRADED`).
 
     Example:
         >>> r = RotationResult(target="aws", provider_id="p", client_id="c",
@@ -384,10 +318,10 @@ def summarize_failures(results: Iterable[RotationResult], *, limit: int = 10) ->
     failed: list[RotationResult] = []
     for result in results:
         total += 1
-        if result.action is RotationAction.FAILED:
+        if result.action is action:
             failed.append(result)
     if not failed:
         return None
     named = ", ".join(f"{r.target} ({r.reason})" if r.reason else r.target for r in failed[:limit])
     more = f", and {len(failed) - limit} more" if len(failed) > limit else ""
-    return f"{len(failed)} of {total} targets failed: {named}{more}"
+    return f"{len(failed)} of {total} targets {action.value}: {named}{more}"

@@ -13,10 +13,12 @@ Three flows share one body:
   Targets inline, from a fleet file or a fleet block; no dispatch to work queues.
 
 Every run fails, naming the targets, when any target ends ``failed`` (no valid token
-where it should be); the other targets are still delivered. The run's table artifact
-``usegrant-rotation`` has one row per target, and every target emits a
-``usegrant.token.minted`` / ``.fresh`` / ``.failed`` event. Before any request the fleet
-is planned against its keys' request budgets (``max_requests_per_hour`` of each
+where it should be); the other targets are still delivered. When some targets end
+``failed_but_valid`` (their sinks keep a valid old token), the run is Completed under the
+name ``Degraded``, naming them, so the UI tells it from a clean run. The run's table
+artifact ``usegrant-rotation`` has one row per target, and every target emits a
+``usegrant.token.minted`` / ``.fresh`` / ``.repaired`` / ``.failed`` event. Before any
+request the fleet is planned against its keys' request budgets (``max_requests_per_hour`` of each
 credentials block): a fleet that needs more mints per hour than a budget sustains fails
 the run with the numbers and what to change.
 """
@@ -30,7 +32,7 @@ from typing import Annotated, Any
 from prefect import State, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import FlowRunContext
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from pydantic import Field
 
 from usegrant_flows.api.errors import ConfigurationError
@@ -53,7 +55,12 @@ from usegrant_flows.rotation.params import (
     publish,
 )
 from usegrant_flows.rotation.plan import aplan_fleet
-from usegrant_flows.rotation.policy import RotationResult, summarize_failures
+from usegrant_flows.rotation.policy import (
+    DEGRADED,
+    RotationAction,
+    RotationResult,
+    summarize_failures,
+)
 from usegrant_flows.rotation.selection import (
     saved_fleet_name,
     select_targets,
@@ -149,8 +156,8 @@ async def rotate_tokens_on_host(
     Args:
         fleet: A saved ``UseGrant Fleet`` block.
         queue: The work queue this run was sent to.
-        target_names: Names of the queue's targets in the fleet; empty: all of the
-            queue's.
+        target_names: Names of the queue's targets in the fleet; empty: those bound to
+            this queue or to none.
         force: Mint every chosen target, even those whose sinks hold fresh tokens.
         concurrency: Targets minted at once, 1..1000.
         batch_size: Targets per Prefect task, 1..5000.
@@ -167,8 +174,8 @@ async def rotate_tokens_on_host(
                 "targets are rotated only by that queue's worker"
             )
         chosen = select_targets(fleet.targets, target_names, fleet=name)
-        if not target_names:
-            chosen = [target for target in chosen if target.work_queue == queue]
+        if not target_names:  # the targets this queue may rotate
+            chosen = [target for target in chosen if target.work_queue in (None, queue)]
     except ConfigurationError as exc:
         return await _refused(exc)
     return await _rotate(chosen, options=options, queue=queue, dispatch=None)
@@ -274,6 +281,11 @@ async def _rotate(
     if message:
         get_run_logger().error("%s", message)
         return Failed(message=message)
+    degraded = summarize_failures(results, action=RotationAction.FAILED_BUT_VALID)
+    if degraded:
+        # Completed (the sinks hold valid tokens) but not clean: the UI shows the name.
+        get_run_logger().warning("%s", degraded)
+        return Completed(name=DEGRADED, message=degraded, data=results)
     return results
 
 

@@ -21,6 +21,7 @@ loaded sink blocks, the per-target locks and the issuers' JWK sets (:class:`Jwks
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,14 +31,17 @@ from urllib.parse import urlsplit
 from prefect.settings import PREFECT_HOME
 
 from usegrant_flows.api.checks import is_loopback
+from usegrant_flows.api.claims import MintedToken
 from usegrant_flows.api.clock import SYSTEM_CLOCK, Clock
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.jwks import JwksCache, averify_minted, shared_jwks_cache
 from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.settings import load_settings
+from usegrant_flows.api.verify import ALLOWED_ALGORITHMS
 from usegrant_flows.client_pool import ClientPool
 from usegrant_flows.credentials import aload_credentials
 from usegrant_flows.loading import aload_block
+from usegrant_flows.quota.limiter import prefect_api_configured
 from usegrant_flows.rotation.fleet import BlockSinkSpec, RotationTarget
 from usegrant_flows.rotation.holdings import all_fresh, read_all
 from usegrant_flows.rotation.issuer_keys import IssuerKeys, KeyLocation
@@ -45,7 +49,14 @@ from usegrant_flows.rotation.lease import TargetLeases
 from usegrant_flows.rotation.locks import TargetLocks
 from usegrant_flows.rotation.outcome import deliver, emit, failed, fresh, preflight
 from usegrant_flows.rotation.plan import stagger_offset
-from usegrant_flows.rotation.policy import RotationResult, effective_expiry
+from usegrant_flows.rotation.policy import RotationAction, RotationResult, effective_expiry
+from usegrant_flows.rotation.record import (
+    DeliveryEntry,
+    DeliveryRecord,
+    MemoryRecord,
+    PrefectRecord,
+)
+from usegrant_flows.rotation.verdict import Verdict, entry_for, judge
 from usegrant_flows.sinks.base import TokenSink
 
 __all__ = ["FleetRunner", "default_lock_dir"]
@@ -76,6 +87,8 @@ class FleetRunner:
             run (:mod:`~usegrant_flows.rotation.issuer_keys`).
         leases: Per-target leases across machines (:mod:`~usegrant_flows.rotation.lease`),
             taken with the file lock; default: a Prefect server's, when one is configured.
+        record: The delivery record (:mod:`~usegrant_flows.rotation.record`); default
+            the Prefect server's when one is configured, else the process's memory.
     """
 
     def __init__(
@@ -90,6 +103,7 @@ class FleetRunner:
         clock: Clock = SYSTEM_CLOCK,
         jwks: JwksCache | None = None,
         leases: TargetLeases | None = None,
+        record: DeliveryRecord | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
@@ -106,6 +120,9 @@ class FleetRunner:
         self._blocks: dict[str, TokenSink] = {}
         self.jwks = jwks or shared_jwks_cache()
         self.issuer_keys = IssuerKeys(self.jwks)
+        if record is None:
+            record = PrefectRecord() if prefect_api_configured() else MemoryRecord()
+        self.record = record
         self._key_sources: dict[str | None, tuple[str | None, str | None]] = {}
         self._key_sources_lock = asyncio.Lock()  # one credentials load per name, not per target
 
@@ -146,29 +163,123 @@ class FleetRunner:
         if refusal is not None:
             return refusal
         held = await read_all(sinks)
-        if not self.force and all_fresh(target, sinks, held):
-            return fresh(target, held)
+        verdict, entry = await self._judge(target, sinks, held)
+        if verdict.kind == "fresh":
+            return self._fresh(target, verdict, entry)
         try:
             async with self.locks.hold(target.name), self.leases.hold(target.identity):
-                held = await read_all(sinks)
-                if not self.force and all_fresh(target, sinks, held):
-                    return fresh(target, held)
-                try:
-                    client = await self.clients.get(target.credentials)
-                    if target.verify == "full":  # keys before quota: no mint without them
-                        await self.issuer_keys.ready(await self.key_location(target, client, held))
-                    token = await client.create_token(
-                        target.provider_id, target.client_id, **target.token_options()
+                held = await read_all(sinks)  # another run may just have delivered
+                verdict, entry = await self._judge(target, sinks, held)
+                if verdict.kind == "fresh":
+                    return self._fresh(target, verdict, entry)
+                if verdict.kind == "repair" and verdict.token is not None:
+                    result, holding = await deliver(
+                        target,
+                        verdict.token,
+                        sinks,
+                        held,
+                        only=verdict.stale,
+                        action=RotationAction.REPAIRED,
                     )
-                except Exception as exc:
-                    return failed(target, exc, held)
-                try:
-                    await self._verify(target, client, token)
-                except Exception as exc:  # refused: written nowhere, the sinks keep theirs
-                    return failed(target, exc, held)
-                return await deliver(target, token, sinks, held)
+                    self._note(target, verdict.token, holding)
+                    return result
+                return await self._mint(target, sinks, held)
         except Exception as exc:  # LockTimeoutError, or the lock directory is unusable
             return failed(target, exc, held)
+
+    async def _judge(
+        self, target: RotationTarget, sinks: Sequence[TokenSink], held: list[AccessToken | None]
+    ) -> tuple[Verdict, DeliveryEntry | None]:
+        if self.force:
+            return Verdict("mint"), None
+        entry = await self.record.get(target.identity)
+
+        async def prove(token: AccessToken) -> bool:
+            return await self.prove(target, token)
+
+        readable = [sink.readable for sink in sinks]
+        now = datetime.now(timezone.utc)
+        return await judge(target, readable, held, entry, now=now, prove=prove), entry
+
+    def _fresh(
+        self, target: RotationTarget, verdict: Verdict, entry: DeliveryEntry | None
+    ) -> RotationResult:
+        if verdict.token is not None and entry is None:
+            # Proven without a record: record it, so the next runs judge by the record.
+            self._note(target, verdict.token, (1 << len(target.sinks)) - 1)
+        return fresh(target, verdict.fingerprint, verdict.expires_at)
+
+    def _note(self, target: RotationTarget, token: AccessToken, holding: int) -> None:
+        if holding:
+            entry = entry_for(token, holding, datetime.now(timezone.utc))
+            self.record.note(target.identity, entry)
+
+    async def flush_record(self, targets: Sequence[RotationTarget]) -> None:
+        """Write the record of a batch's targets (one call per changed chunk); never raises.
+
+        A record that cannot be written is logged: the next run may mint or repair those
+        targets once more, and nothing else is lost.
+        """
+        try:
+            await self.record.flush(t.identity for t in targets)
+        except Exception as exc:
+            logging.getLogger(__name__).warning(
+                "the delivery record of %d targets was not written: %s",
+                len(targets),
+                type(exc).__name__,
+            )
+
+    async def _mint(
+        self, target: RotationTarget, sinks: Sequence[TokenSink], held: list[AccessToken | None]
+    ) -> RotationResult:
+        try:
+            client = await self.clients.get(target.credentials)
+            if target.verify == "full":  # keys before quota: no mint without them
+                await self.issuer_keys.ready(await self.key_location(target, client, held))
+            token = await client.create_token(
+                target.provider_id, target.client_id, **target.token_options()
+            )
+        except Exception as exc:
+            return failed(target, exc, held)
+        try:
+            await self._verify(target, client, token)
+        except Exception as exc:  # refused: written nowhere, the sinks keep theirs
+            return failed(target, exc, held)
+        result, holding = await deliver(target, token, sinks, held)
+        self._note(target, token, holding)
+        return result
+
+    async def prove(self, target: RotationTarget, token: AccessToken) -> bool:
+        """Tell whether a held token is this target's (used only without a record).
+
+        Its algorithm is asymmetric, it names a subject and an audience, and (``verify:
+        full``) its signature verifies against the target's issuer keys, found as for a
+        mint. Keys that cannot be had prove nothing (the target is then due, and its mint
+        is refused before any request).
+        """
+        try:
+            header, claims = token.header(), token.claims()
+        except ValueError:
+            return False
+        algorithm, kid, issuer = header.get("alg"), header.get("kid"), claims.get("iss")
+        if algorithm not in ALLOWED_ALGORITHMS or not claims.get("sub") or not claims.get("aud"):
+            return False
+        if target.verify != "full":
+            return True
+        try:
+            client = await self.clients.get(target.credentials)
+            jwks_url, discovery = await self.key_source(target, client)
+            minted = MintedToken(
+                algorithm=str(algorithm),
+                kid=kid if isinstance(kid, str) else None,
+                issuer=issuer if isinstance(issuer, str) else None,
+            )
+            await self.jwks.verify_signature(
+                token, minted, jwks_url=jwks_url, discovery_url=discovery
+            )
+        except Exception:
+            return False
+        return True
 
     async def key_source(
         self, target: RotationTarget, client: Any

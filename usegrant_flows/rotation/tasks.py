@@ -59,7 +59,8 @@ async def rotate_batch(
 
     The batch claims all its targets at once in the Prefect server (one write, one read)
     and gives them back at once when it ends: its due targets are minted under that
-    claim (:mod:`usegrant_flows.rotation.lease`).
+    claim (:mod:`usegrant_flows.rotation.lease`). Then it writes its targets' delivery
+    record, one call per changed chunk (:mod:`usegrant_flows.rotation.record`).
 
     Args:
         targets: The batch (typically 100..500 targets).
@@ -67,7 +68,9 @@ async def rotate_batch(
         label: Shown in the task run's name, e.g. ``"1-250 of 1000"``.
     """
     async with runner.leases.claim(t.identity for t in targets):
-        return list(await asyncio.gather(*(runner.rotate(t) for t in targets)))
+        results = list(await asyncio.gather(*(runner.rotate(t) for t in targets)))
+    await runner.flush_record(targets)
+    return results
 
 
 async def rotate_fleet(
@@ -147,7 +150,8 @@ _ORDER = {
     RotationAction.FAILED: 0,
     RotationAction.FAILED_BUT_VALID: 1,
     RotationAction.MINTED: 2,
-    RotationAction.FRESH: 3,
+    RotationAction.REPAIRED: 3,
+    RotationAction.FRESH: 4,
 }
 
 
