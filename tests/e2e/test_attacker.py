@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +52,7 @@ BASHRC = "export PATH=$HOME/bin:$PATH  # the operator's shell\n"
 APP_ENV = "DB_PASSWORD=planted-db-password-3c4d\n"
 TEAM_SECRET = "team-db-password-9f8e"
 MAX_WORKER_PASSES = 8
+BUSY_TIMEOUT = 60.0  # seconds to keep asking a busy (503) server
 #: What the server said when it refused a run at creation, by deployment and parameters.
 REFUSALS: dict[str, str] = {}
 
@@ -199,16 +201,34 @@ def operator(
 
 def deployment_id(server: PrefectServer, name: str) -> str:
     flow = "mint-token" if name == "mint-token" else "rotate-tokens"
-    return str(server.api("GET", f"/deployments/name/{flow}/{name}")["id"])
+    return str(api(server, "GET", f"/deployments/name/{flow}/{name}")["id"])
+
+
+def request(server: PrefectServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One API call, asked again while a busy SQLite server answers 503 (bounded)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    with httpx.Client(base_url=server.api_url, timeout=30.0) as client:
+        while True:
+            answer = client.request(method, path, **kwargs)
+            if answer.status_code != 503 or time.monotonic() > deadline:
+                return answer
+            time.sleep(1.0)
+
+
+def api(server: PrefectServer, method: str, path: str, **kwargs: Any) -> Any:
+    answer = request(server, method, path, **kwargs)
+    answer.raise_for_status()
+    return answer.json()
 
 
 def attempt(server: PrefectServer, name: str, parameters: dict[str, Any]) -> str | None:
     """Create a run; return its id, or None when the server refused it at creation."""
-    with httpx.Client(base_url=server.api_url, timeout=30.0) as client:
-        answer = client.post(
-            f"/deployments/{deployment_id(server, name)}/create_flow_run",
-            json={"parameters": parameters},
-        )
+    answer = request(
+        server,
+        "POST",
+        f"/deployments/{deployment_id(server, name)}/create_flow_run",
+        json={"parameters": parameters},
+    )
     if answer.status_code in (409, 422):
         REFUSALS[f"{name} {sorted(parameters)}"] = answer.text[:2000]
         return None
@@ -221,7 +241,7 @@ def run_all(server: PrefectServer, ids: list[str], env: dict[str, str]) -> dict[
     runs: dict[str, Any] = {}
     for _ in range(MAX_WORKER_PASSES):
         server.start_worker(POOL, env=env, timeout=400, cwd=env["HOME"])
-        runs = {i: server.api("GET", f"/flow_runs/{i}") for i in ids}
+        runs = {i: api(server, "GET", f"/flow_runs/{i}") for i in ids}
         if all(
             r["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
             for r in runs.values()
@@ -232,11 +252,12 @@ def run_all(server: PrefectServer, ids: list[str], env: dict[str, str]) -> dict[
 
 def visible_text(server: PrefectServer, ids: list[str]) -> str:
     """Everything a run left in the server: states, logs, artifacts (as JSON text)."""
-    runs = [server.api("GET", f"/flow_runs/{i}") for i in ids]
-    logs = server.api(
-        "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": ids}}, "limit": 200}
+    runs = [api(server, "GET", f"/flow_runs/{i}") for i in ids]
+    logs = api(
+        server, "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": ids}}, "limit": 200}
     )
-    artifacts = server.api(
+    artifacts = api(
+        server,
         "POST",
         "/artifacts/filter",
         json={"artifacts": {"flow_run_id": {"any_": ids}}, "limit": 200},
