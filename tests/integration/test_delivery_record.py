@@ -76,3 +76,24 @@ async def test_record_variables_hold_fingerprints_and_times_only() -> None:
     values = [str(v.value) for v in variables if v.name.startswith(RECORD_PREFIX)]
     assert any("feedfacecafe,10,20,30,3" in value for value in values)
     assert all(len(value) <= 5000 for value in values)
+
+
+class DownClient:
+    """A Prefect client whose server does not answer."""
+
+    async def __aenter__(self) -> DownClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def request(self, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("the Prefect server is down")
+
+
+async def test_an_unreadable_record_is_no_record_and_is_not_written() -> None:
+    record = PrefectRecord(client_factory=DownClient)
+    assert await record.get("record-e-0:p:c") is None
+    record.note("record-e-0:p:c", DeliveryEntry("0123456789ab", 1, 2, 3, 1))
+    await record.flush(["record-e-0:p:c"])  # nothing written, nothing raised
+    assert record.unreadable and record.calls == 1  # the one read that failed

@@ -88,3 +88,19 @@ def test_a_window_under_ten_seconds_is_refused() -> None:
 def test_an_empty_fleet_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="no targets"):
         fleet_automations("prod", [], notify_block_id=uuid4())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--notify", "ops"], "--notify must be '<block-type-slug>/<block-name>'"),
+        (["--notify", "slack-webhook/ops", "--window", "5"], "--window must be >= 10 seconds"),
+    ],
+)
+def test_alerts_apply_refuses_bad_input_before_any_call(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from usegrant_flows.cli.commands import main
+
+    assert main(["alerts", "apply", "--fleet", "prod", *args]) == 2
+    assert message in capsys.readouterr().err

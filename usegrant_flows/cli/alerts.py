@@ -28,16 +28,21 @@ __all__ = ["app"]
 app = App(name="alerts", help="Alert on failed and unrotated tokens (Prefect automations).")
 
 
-def _block_document_id(block: str) -> UUID:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
+def _block_name(block: str) -> tuple[str, str]:
     slug, _, name = block.partition("/")
-    if not slug or not name:
+    if not slug or not name or "/" in name:
         raise ConfigurationError(
             f"--notify must be '<block-type-slug>/<block-name>' (e.g. slack-webhook/ops), "
             f"got {block!r}"
         )
+    return slug, name
+
+
+def _block_document_id(block: str) -> UUID:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    slug, name = _block_name(block)
     with get_client(sync_client=True) as client:
         try:
             document = client.read_block_document_by_name(
@@ -65,6 +70,9 @@ def apply(*, fleet: str, notify: str, window: float | None = None) -> int:
     from usegrant_flows.rotation.alerts import aapply_automations, fleet_automations
     from usegrant_flows.rotation.fleet_block import load_fleet
 
+    _block_name(notify)  # bad input fails before any call
+    if window is not None and not window >= 10:
+        raise ConfigurationError(f"--window must be >= 10 seconds, got {window:g}")
     targets = load_fleet(fleet).targets
     block_id = _block_document_id(notify)
     automations = fleet_automations(

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -182,6 +183,9 @@ class PrefectRecord:
         self._load_lock: asyncio.Lock | None = None
         #: Prefect API calls made (reads and writes), for tests and the bench.
         self.calls = 0
+        #: True when this run could not read the record: it is then not written either,
+        #: so the entries of targets this run did not deliver are not lost.
+        self.unreadable = False
 
     async def _load(self) -> dict[str, DeliveryEntry]:
         if self._entries is not None:
@@ -190,7 +194,16 @@ class PrefectRecord:
             self._load_lock = asyncio.Lock()
         async with self._load_lock:
             if self._entries is None:
-                self._entries = await self._read_all()
+                try:
+                    self._entries = await self._read_all()
+                except Exception as exc:  # the server is down: judge without a record
+                    logging.getLogger(__name__).warning(
+                        "the delivery record could not be read (%s): this run judges "
+                        "targets without it and will not write it",
+                        type(exc).__name__,
+                    )
+                    self.unreadable = True
+                    self._entries = {}
             return self._entries
 
     async def _read_all(self) -> dict[str, DeliveryEntry]:
@@ -250,6 +263,8 @@ class PrefectRecord:
                 written costs at most one more mint or repair next run).
         """
         entries = await self._load()
+        if self.unreadable:
+            return
         keys = sorted({target_key(identity) for identity in identities})
         from prefect.client.schemas.actions import VariableCreate, VariableUpdate
         from prefect.exceptions import ObjectAlreadyExists
