@@ -1,7 +1,8 @@
 """Chaos benchmark: the chaos test's scenario, with its figures printed.
 
 N targets (default 200) over the seed's three clients, each with its own token file,
-rotated in forced rounds (default 2) by the ``rotate-tokens`` flow on Prefect's embedded
+(and a second copy of it) rotated in forced rounds (default 2) by the ``rotate-tokens``
+flow on Prefect's embedded
 API, against the emulator in a SEPARATE process with every fault at once: 503s, drops,
 slow bodies (one byte every 200 ms, cut after 5 s), endless bodies, expired,
 rogue-signed, unsigned, oversize, nested and garbage answers, at a fixed seed. Retry
@@ -10,7 +11,11 @@ waits are real (no test switch).
 Printed per round: outcome counts, faults injected per kind, requests made, the wall
 time and the flow run's recorded time, the bound computed from the settings and the
 ratio of the wall time to it, and the check of every token file (verified, kept byte
-for byte, torn, hostile). Plus ``os.getloadavg()`` before and after. No token is printed.
+for byte, torn, hostile). Then a repair round: the second copy of every 10th delivered
+token is deleted and a plain (unforced) run without faults must repair them from the
+first copy without a mint (counted as ``repaired``), mint only the targets that hold no
+token, and find the rest fresh. Plus ``os.getloadavg()`` before and after. No token is
+printed.
 
     .venv/bin/python bench/chaos.py
     .venv/bin/python bench/chaos.py --targets 400 --rounds 3 --concurrency 32
@@ -57,6 +62,8 @@ FAULT_FLAGS: dict[str, float] = {
     "garbage_rate": 0.03,
     "stream_limit_s": 5,
 }
+#: The outcomes printed, in order.
+ACTIONS = ("minted", "repaired", "failed_but_valid", "failed", "fresh")
 #: Seconds a run may spend outside the mint calls (as in the chaos test).
 MARGIN_S = 15.0
 CLIENTS = (("aws", "sts.amazonaws.com"), ("gcp", "gcp-audience"), ("azure", "api://azure"))
@@ -189,6 +196,36 @@ async def read_run(flow_run_id: Any) -> tuple[dict[str, dict[str, str]], float]:
     return {row["target"]: row for row in rows}, run.total_run_time.total_seconds()
 
 
+def repair_round(targets: list[dict[str, Any]], base_url: str, concurrency: int) -> None:
+    """Delete the second copy of every 10th delivered token; a plain run must repair them."""
+    from usegrant_flows.rotation.rotate_flow import rotate_tokens
+
+    removed = 0
+    for target in targets[::10]:
+        first, copy = (Path(sink["path"]) for sink in target["sinks"])
+        if first.exists() and copy.exists():
+            copy.unlink()
+            removed += 1
+    no_faults = {name: 0 for name in FAULT_FLAGS if name.endswith("_rate")}
+    httpx.post(f"{base_url}/_emulator/faults", json=no_faults, timeout=10).raise_for_status()
+    httpx.post(f"{base_url}/_emulator/reset", timeout=10).raise_for_status()
+    state = asyncio.run(
+        rotate_tokens(targets=targets, concurrency=concurrency, return_state=True)  # type: ignore[arg-type]
+    )
+    rows, _ = asyncio.run(read_run(state.state_details.flow_run_id))
+    outcomes = Counter(row["action"] for row in rows.values())
+    stats = httpx.get(f"{base_url}/_emulator/stats", timeout=10).json()
+    print(f"\nrepair round (no force, no faults): {removed} second copies deleted")
+    print(
+        "  outcomes: "
+        + ", ".join(
+            f"{outcomes[a]} {a}"
+            for a in ("minted", "repaired", "failed_but_valid", "failed", "fresh")
+        )
+    )
+    print(f"  requests: {stats['token_calls']['total']} token calls")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=200)
@@ -238,7 +275,10 @@ def main() -> None:
                 "client_id": clients[i % len(clients)][0],
                 "credentials": "chaos",
                 "expires_in": 3600,
-                "sinks": [{"type": "file", "path": str(work / "tokens" / f"chaos-{i:03d}.jwt")}],
+                "sinks": [
+                    {"type": "file", "path": str(work / "tokens" / f"chaos-{i:03d}.jwt")},
+                    {"type": "file", "path": str(work / "copies" / f"chaos-{i:03d}.jwt")},
+                ],
             }
             for i in range(args.targets)
         ]
@@ -273,13 +313,7 @@ def main() -> None:
             tally, held = check_files(targets, rows, held, f"{base_url}/.well-known/jwks", audience)
             outcomes = Counter(row["action"] for row in rows.values())
             print(f"\nround {round_no} (force): state {state.type.value}")
-            print(
-                "  outcomes: "
-                + ", ".join(
-                    f"{outcomes[a]} {a}"
-                    for a in ("minted", "repaired", "failed_but_valid", "failed", "fresh")
-                )
-            )
+            print("  outcomes: " + ", ".join(f"{outcomes[a]} {a}" for a in ACTIONS))
             print(f"  files: {', '.join(f'{n} {k}' for k, n in sorted(tally.items()))}")
             faults = stats["faults_injected"]
             print(
@@ -295,6 +329,7 @@ def main() -> None:
                 f"wall / bound = {wall / bound:.3f}"
             )
             print(f"  load average: {loadavg()}")
+        repair_round(targets, base_url, args.concurrency)
     finally:
         emulator.terminate()
         try:

@@ -99,6 +99,9 @@ def main() -> None:
         PREFECT_LOGGING_LEVEL="WARNING",
         PREFECT_SERVER_LOGGING_LEVEL="WARNING",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # The embedded API's start takes 14-35 s on a loaded 2-core machine (Prefect's
+        # default limit: 20 s).
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
     )
     for name in ("PREFECT_API_URL", "PREFECT_API_KEY"):
         os.environ.pop(name, None)

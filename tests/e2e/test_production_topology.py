@@ -9,10 +9,11 @@ claims in the server keep two runs of one fleet apart.
 
 1. Two rotations of one fleet at once, one per machine: each target is minted once,
    every token verifies in its file, and no server process logs an ERROR.
-2. Two rotations of a new fleet at once; mid-rotation, machine 0 dies (its replica, its
-   worker and its flow run: SIGKILL). The run on machine 1 finishes; the next run
-   delivers whatever is left; every file holds a whole token that verifies; a target is
-   minted again only when the dead run's claim had expired.
+2. Machine 0's run claims a new fleet, then machine 1's run of it starts and waits; after
+   4 mints, machine 0 dies (its replica, its worker and its flow run: SIGKILL), leaving
+   targets undelivered. The run on machine 1 takes them over once the dead claim
+   expired and finishes; the next run completes; every file holds a whole token that
+   verifies; a target is minted again only if the dead run had it in flight.
 
 Skipped, saying why, only when PostgreSQL, redis-server or prefect-redis is missing
 (``scripts/test.sh`` installs them).
@@ -164,6 +165,14 @@ def wait(machines: Machines, replica: PrefectServer, flow_run_id: str) -> dict[s
         raise AssertionError(f"{exc}\n{logs}") from None
 
 
+def claims(replica: PrefectServer) -> list[dict[str, Any]]:
+    """The claim variables the server holds now."""
+    found: list[dict[str, Any]] = replica.api(
+        "POST", "/variables/filter", json={"variables": {"name": {"like_": "usegrant-claim-"}}}
+    )
+    return found
+
+
 def verify_all(sinks: list[Path], emulator: Any) -> None:
     from usegrant_flows.verify import verify_token
 
@@ -196,11 +205,7 @@ def test_two_rotations_through_two_replicas_mint_each_target_once(
     for name in rows[0]:
         assert sorted([rows[0][name], rows[1][name]]) == ["fresh", "minted"], (name, rows)
     assert machines.topology.server_log_errors()[errors_before:] == []
-    # Nothing piles up: the claims were deleted when the batches ended.
-    claims = machines.replicas[1].api(
-        "POST", "/variables/filter", json={"variables": {"name": {"like_": "usegrant-claim-"}}}
-    )
-    assert claims == []
+    assert claims(machines.replicas[1]) == []  # deleted when the batches ended
 
 
 @pytest.mark.timeout(900)
@@ -216,11 +221,14 @@ def test_losing_a_replica_mid_rotation_loses_no_token_and_mints_nothing_twice_in
     parameters = {"fleet_block": FLEET_TWO, "concurrency": 4}
     survivor = machines.replicas[1]
     try:
-        ids = [
-            start_rotation(replica, f"replica-{index}", parameters)
-            for index, replica in enumerate(machines.replicas)
-        ]
+        # Machine 0's run starts first and claims the fleet; machine 1's run comes second
+        # and waits for those targets.
+        ids = [start_rotation(machines.replicas[0], "replica-0", parameters)]
         deadline = time.monotonic() + RUN_TIMEOUT
+        while not claims(survivor):
+            assert time.monotonic() < deadline, "machine 0's run claimed nothing in time"
+            time.sleep(0.2)
+        ids.append(start_rotation(survivor, "replica-1", parameters))
         while emulator.stats()["tokens_issued"] < 4:  # mid-rotation
             assert time.monotonic() < deadline, "no mint within the bound"
             time.sleep(0.2)
@@ -229,6 +237,7 @@ def test_losing_a_replica_mid_rotation_loses_no_token_and_mints_nothing_twice_in
         assert machines.hosts[0].process is not None
         kill_process_group(machines.hosts[0].process, grace=0)  # ... its worker, its run
         issued_at_kill = emulator.stats()["tokens_issued"]
+        left = sum(1 for sink in sinks if not sink.exists())
         emulator.set_faults(latency_ms=100)
         finished = wait(machines, survivor, ids[1])
         survivor_seconds = time.monotonic() - killed_at
@@ -237,15 +246,18 @@ def test_losing_a_replica_mid_rotation_loses_no_token_and_mints_nothing_twice_in
     finally:
         emulator.set_faults(latency_ms=0)
     assert after["state"]["type"] == "COMPLETED", after["state"]
-    verify_all(sinks, emulator)  # every target delivered, no file torn
+    assert left > 0  # the dead run left targets undelivered ...
+    verify_all(sinks, emulator)  # ... and now every target is delivered, no file torn
     issued = emulator.stats()["tokens_issued"]
     # A target is minted twice only if the dead run had it in flight (minted, never
-    # written: at most its concurrency, 4) and the survivor took it after the dead
-    # run's claim expired, one lease TTL later.
+    # written: at most its concurrency, 4), and only after the dead run's claim expired:
+    # the survivor could not take those targets before (one TTL after the claim's last
+    # write, renewed at most every TTL/3).
     assert count <= issued <= count + 4, issued
-    if issued > count:
-        assert survivor_seconds >= LEASE_SECONDS * 0.5, survivor_seconds
+    assert survivor_seconds >= LEASE_SECONDS * 2 / 3 - 15, survivor_seconds
+    assert claims(survivor) == []  # the dead claim was deleted
     print(
-        f"failover: {issued_at_kill} minted when machine 0 died; the survivor's run "
-        f"finished {survivor_seconds:.1f} s later; {issued} mints for {count} targets"
+        f"failover: {issued_at_kill} minted and {left} targets undelivered when machine 0 "
+        f"died; the survivor's run finished {survivor_seconds:.1f} s later; {issued} mints "
+        f"for {count} targets"
     )

@@ -4,8 +4,9 @@
 API, a new SQLite database. Prefect's anonymous telemetry service writes its session to
 that database while the command registers the blocks: on a loaded machine one of them
 waits past SQLite's lock timeout and ~150 lines of "database is locked" traceback follow
-a successful registration. ``PREFECT_SERVER_ANALYTICS_ENABLED=false`` (the README sets it
-with ``prefect config set``) turns that service off.
+a successful registration. ``PREFECT_SERVER_ANALYTICS_ENABLED=false`` (``prefect config
+set``, as docs/cli.md says; the README's server starts with ``--analytics-off``) turns
+that service off.
 """
 
 from __future__ import annotations

@@ -76,5 +76,5 @@ def init(folder: Path = Path("."), /, *, force: bool = False) -> int:
     for name, text in texts.items():
         (folder / name).write_text(text, encoding="utf-8")
     print(f"Wrote {' and '.join(FILES)} in {folder.resolve()}.", file=sys.stderr)
-    print(_NEXT_STEPS.format(folder=folder), file=sys.stderr, end="")
+    print(_NEXT_STEPS.format(folder=folder.resolve()), file=sys.stderr, end="")
     return 0
