@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "chunks",
     "create_claim",
     "delete_claim",
+    "holder_name",
+    "live_keys",
     "read_claims",
     "rewrite_claim",
     "target_key",
@@ -100,12 +105,16 @@ class Claim:
         keys: The keys it should list now (shrinks as targets are released).
         written: The keys the server holds (as last written).
         written_at: ``time.monotonic()`` of the last successful write, in seconds.
+        confirmed_at: ``time.monotonic()`` when the read that granted its keys returned:
+            whatever an earlier holder of those keys recorded before letting them go
+            is visible to a read started after it.
     """
 
     name: str
     keys: set[str]
     written: frozenset[str] = field(default_factory=frozenset)
     written_at: float = 0.0
+    confirmed_at: float = 0.0
 
     @classmethod
     def new(cls, keys: set[str]) -> Claim:
@@ -231,3 +240,20 @@ def _server_time(date: str | None) -> datetime:
         except (TypeError, ValueError):
             pass
     return datetime.now(timezone.utc)
+
+
+def live_keys(seen: list[SeenClaim], ours: set[str]) -> set[str]:
+    """Return the keys that other runs' live claims list (``ours``: our claims' names)."""
+    keys: set[str] = set()
+    for claim in seen:
+        if not claim.stale and claim.name not in ours:
+            keys |= claim.keys
+    return keys
+
+
+def holder_name() -> str:
+    """Who holds a claim, for people reading the Variables page."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        return f"flow run {context.flow_run.id}"
+    return f"pid {os.getpid()} on {socket.gethostname()}"

@@ -34,16 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TypeVar
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
 
@@ -54,6 +52,8 @@ from usegrant_flows.rotation.claims import (
     chunks,
     create_claim,
     delete_claim,
+    holder_name,
+    live_keys,
     read_claims,
     rewrite_claim,
     target_key,
@@ -117,12 +117,13 @@ class TargetLeases:
         self._claims: dict[str, Claim] = {}  # ours, by name
         self._granted: dict[str, Claim] = {}  # target key -> our claim holding it
         self._busy: dict[str, asyncio.Lock] = {}  # one section per target in this run
+        self._batched: Counter[str] = Counter()  # keys an open batch claim gives back
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._why = "held by another run"
         self._pump: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
-        self._holder = _holder()
+        self._holder = holder_name()
 
     async def _get_client(self) -> PrefectClient:
         if self._client is None:  # one client (one connection pool) per run
@@ -149,9 +150,12 @@ class TargetLeases:
         with contextlib.suppress(httpx.HTTPError, OSError):
             await self._take(keys)
         self.seconds += time.monotonic() - started
+        self._batched.update(keys)
         try:
             yield
         finally:
+            self._batched.subtract(keys)
+            self._batched += Counter()  # drop the keys no batch holds any more
             started = time.monotonic()
             await asyncio.shield(self._release(keys))
             self.seconds += time.monotonic() - started
@@ -179,9 +183,21 @@ class TargetLeases:
             try:
                 yield
             finally:
-                started = time.monotonic()
-                await asyncio.shield(self._release([key]))
-                self.seconds += time.monotonic() - started
+                # Inside a batch claim the target stays held until the batch ends, after
+                # the batch's delivery record is written: a run that takes it next then
+                # sees both the new token and its record.
+                if not self._batched[key]:
+                    started = time.monotonic()
+                    await asyncio.shield(self._release([key]))
+                    self.seconds += time.monotonic() - started
+
+    def granted_at(self, identity: str) -> float | None:
+        """When the target was granted (``time.monotonic()``); ``None``: leases off, not held.
+
+        A record read started later sees what the target's last holder recorded.
+        """
+        claim = self._granted.get(target_key(identity))
+        return claim.confirmed_at if claim is not None else None
 
     def _holds(self, key: str) -> bool:
         """True when one of our claims has ``key`` and was written recently enough."""
@@ -223,7 +239,7 @@ class TargetLeases:
             keys = set(self._waiting) - set(self._granted)
             pause = random.uniform(0.5, MAX_RETRY_PAUSE)  # noqa: S311 - jitter, not secrecy
             try:
-                others = _live_keys(await self._read(), set(self._claims))
+                others = live_keys(await self._read(), set(self._claims))
                 await self._take(keys - others)
                 attempt, self._why = 0, "held by another run"
             except Exception as exc:  # a busy, restarting or refusing server: ask again
@@ -255,15 +271,17 @@ class TargetLeases:
                         client, claim, ttl=self.ttl, holder=self._holder, now=time.monotonic()
                     )
                 )
-            others = _live_keys(await self._read(), set(self._claims))
+            others = live_keys(await self._read(), set(self._claims))
         except BaseException:
             for claim in mine:  # unconfirmed: take nothing, leave nothing behind
                 self._claims.pop(claim.name, None)
                 with contextlib.suppress(Exception):
                     await self._call(delete_claim(client, claim.name))
             raise
+        confirmed = time.monotonic()
         for claim in mine:
             claim.keys -= others
+            claim.confirmed_at = confirmed
             for key in claim.keys:
                 self._granted[key] = claim
         for claim in mine:
@@ -354,28 +372,11 @@ class TargetLeases:
         await self._stack.aclose()
 
 
-def _live_keys(seen: list[SeenClaim], ours: set[str]) -> set[str]:
-    """Keys other runs' live claims list."""
-    keys: set[str] = set()
-    for claim in seen:
-        if not claim.stale and claim.name not in ours:
-            keys |= claim.keys
-    return keys
-
-
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
     except MissingContextError:  # outside a flow or task run
         return get_logger("usegrant_flows.lease")
-
-
-def _holder() -> str:
-    """Who holds a claim, for people reading the Variables page."""
-    context = FlowRunContext.get()
-    if context is not None and context.flow_run is not None:
-        return f"flow run {context.flow_run.id}"
-    return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
 def _server_trouble(exc: Exception) -> str:
