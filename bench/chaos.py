@@ -257,7 +257,7 @@ def main() -> None:
         from pydantic import SecretStr
 
         from usegrant_flows.credentials import UseGrantCredentials
-        from usegrant_flows.rotation.rotate_flow import rotate_tokens
+        from usegrant_flows.rotation.rotate_flow import rotate_targets
 
         started = time.perf_counter()
         UseGrantCredentials(
@@ -303,7 +303,7 @@ def main() -> None:
             httpx.post(f"{base_url}/_emulator/reset", timeout=10).raise_for_status()
             t0 = time.perf_counter()
             state: State[Any] = asyncio.run(
-                rotate_tokens(  # type: ignore[arg-type]
+                rotate_targets(  # type: ignore[arg-type]
                     targets=targets, force=True, concurrency=args.concurrency, return_state=True
                 )
             )

@@ -3,7 +3,7 @@
 The emulator runs in a SEPARATE process with the API's rule (a sliding window of
 ``--budget`` calls per ``--window`` seconds); the credentials block declares the same
 budget (``max_requests_per_hour=--budget``, ``quota_window_seconds=--window``). A fleet
-of ``--n`` targets (file sinks) is rotated with ``rotate_tokens``:
+of ``--n`` targets (file sinks) is rotated with ``rotate_targets``:
 
   (A) one flow run on Prefect's embedded API: the in-process window limiter;
   (B) ``--processes`` flow runs at once against a real ``prefect server start``: the
@@ -38,8 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "bench-quota"
 RUN_FLOW = """
 import asyncio, sys
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
-state = asyncio.run(rotate_tokens(targets_file=sys.argv[1], concurrency=64, return_state=True))
+from usegrant_flows.rotation.rotate_flow import rotate_targets
+state = asyncio.run(rotate_targets(targets_file=sys.argv[1], concurrency=64, return_state=True))
 print("STATE", state.type.value, (state.message or "")[:300])
 sys.exit(0 if state.is_completed() else 1)
 """

@@ -1,4 +1,4 @@
-"""Fleet rotation benchmark: the seed's loop vs the async client vs the rotate_tokens flow.
+"""Fleet rotation benchmark: the seed's loop vs the async client vs the rotate_targets flow.
 
 One run prints, for N targets and an emulator latency L (emulator in a SEPARATE
 process, seeded with N clients):
@@ -6,7 +6,7 @@ process, seeded with N clients):
   (a) the seed's own pattern: a loop of single requests, a new httpx.Client each
       (measured on a sample of --serial requests, rate extrapolated);
   (b) AsyncUseGrantClient with C requests in flight, client construction included;
-  (c) the rotate_tokens flow on Prefect's embedded API (targets from a fleet file,
+  (c) the rotate_targets flow on Prefect's embedded API (targets from a fleet file,
       one file sink each), in a child process: flow start (embedded API), first run,
       an immediate second run and the API calls it made, peak memory (ru_maxrss);
 
@@ -88,7 +88,7 @@ async def bench_async(
 
 
 def flow_phase(args: argparse.Namespace) -> None:
-    """(c) Child process: the rotate_tokens flow on the embedded API; prints JSON."""
+    """(c) Child process: the rotate_targets flow on the embedded API; prints JSON."""
     # `kill -USR1 <pid>` prints every thread's stack, should a run ever stall.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     work = Path(args.work)
@@ -102,7 +102,7 @@ def flow_phase(args: argparse.Namespace) -> None:
         os.environ.pop(name, None)
     api_key = os.environ.pop("BENCH_API_KEY")
     from usegrant_flows.credentials import UseGrantCredentials
-    from usegrant_flows.rotation.rotate_flow import rotate_tokens
+    from usegrant_flows.rotation.rotate_flow import rotate_targets
 
     clients = json.loads((work / "clients.json").read_text())
     fleet = {
@@ -133,7 +133,7 @@ def flow_phase(args: argparse.Namespace) -> None:
     def run() -> tuple[float, Any]:
         t0 = time.perf_counter()
         state = asyncio.run(
-            rotate_tokens(
+            rotate_targets(
                 targets_file=str(fleet_file),
                 concurrency=args.concurrency,
                 batch_size=args.batch_size,
@@ -240,7 +240,7 @@ def main() -> None:
     )
     print(f"(b) AsyncUseGrantClient, C={c:<4}     {async_s:8.2f} s   {rate_b:8.0f} tokens/s")
     print(
-        f"(c) rotate_tokens flow              {flow['first_s']:8.2f} s   {rate_c:8.0f} tokens/s"
+        f"(c) rotate_targets flow              {flow['first_s']:8.2f} s   {rate_c:8.0f} tokens/s"
         f"   ({flow['minted']} minted, state {flow['first_state']}; "
         f"flow start {flow['flow_start_s']:.1f} s)"
     )

@@ -8,7 +8,7 @@ The emulator runs in a SEPARATE process with the API's rule (``--budget`` calls 
   PostgreSQL 15, Redis (``prefect-redis`` messaging, ordering, lease storage, Docket),
   the background services in their own process and ``--replicas`` API servers;
 
-``--processes`` flow runs of ``rotate_tokens`` start at once (flow run ``p`` talks to
+``--processes`` flow runs of ``rotate_targets`` start at once (flow run ``p`` talks to
 replica ``p % replicas``), each on its own slice of a new ``--n``-target fleet (every
 target due), or all on the whole fleet with ``--overlap`` (two runs meeting on every
 target). Each is run with leases on, then off (``TargetLeases`` disabled). Printed per
@@ -51,8 +51,8 @@ import asyncio, sys
 if sys.argv[2] == "off":
     import usegrant_flows.rotation.lease as lease
     lease.prefect_api_configured = lambda: False
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
-state = asyncio.run(rotate_tokens(targets_file=sys.argv[1], concurrency=64, return_state=True))
+from usegrant_flows.rotation.rotate_flow import rotate_targets
+state = asyncio.run(rotate_targets(targets_file=sys.argv[1], concurrency=64, return_state=True))
 print("STATE", state.type.value, (state.message or "")[:300])
 sys.exit(0 if state.is_completed() else 1)
 """

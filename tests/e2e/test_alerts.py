@@ -34,8 +34,8 @@ RUN_TIMEOUT = 300.0
 
 RUN_FLOW = """
 import asyncio, sys
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
-state = asyncio.run(rotate_tokens(fleet_block=sys.argv[1], return_state=True))
+from usegrant_flows.rotation.rotate_flow import rotate_targets
+state = asyncio.run(rotate_targets(fleet_block=sys.argv[1], return_state=True))
 print("STATE", state.type.value, state.name, state.message)
 """
 

@@ -62,6 +62,11 @@ def push_fleet(server: PrefectServer, fleet: Path, name: str) -> str:
     return result.stderr
 
 
+def fleet_ref(name: str) -> dict[str, Any]:
+    """A deployment parameter naming a saved fleet block by its slug."""
+    return {"$ref": {"block_document_slug": f"usegrant-fleet/{name}"}}
+
+
 def deployment(server: PrefectServer, name: str) -> dict[str, Any]:
     result: dict[str, Any] = server.api("GET", f"/deployments/name/{name}/{name}")
     return result
@@ -117,12 +122,14 @@ def test_rotate_tokens_is_deployed_from_the_package_with_its_schedule_and_fleet_
     dep = deployment(deployed, "rotate-tokens")
     assert dep["work_pool_name"] == POOL
     assert dep["entrypoint"] == "usegrant_flows.rotation.rotate_flow.rotate_tokens"
-    assert dep["parameters"] == {"fleet_block": "usegrant"}
+    assert dep["parameters"] == {"fleet": fleet_ref("usegrant")}
+    assert dep["enforce_parameter_schema"]
     [schedule] = dep["schedules"]
     assert schedule["schedule"]["interval"] == 600 and schedule["active"]
     assert not dep["pull_steps"]  # nothing to pull: the workers have the package
     host = deployed.api("GET", "/deployments/name/rotate-tokens/rotate-tokens-on-host")
-    assert host["entrypoint"] == dep["entrypoint"] and not host["pull_steps"]
+    assert host["entrypoint"] == "usegrant_flows.rotation.rotate_flow.rotate_tokens_on_host"
+    assert not host["pull_steps"]
     assert host["parameters"] == {} and host["schedules"] == []
 
 
@@ -141,7 +148,9 @@ def test_mint_token_is_deployed_without_schedule(deployed: PrefectServer) -> Non
     dep = deployment(deployed, "mint-token")
     assert dep["schedules"] == [] and dep["work_pool_name"] == POOL
     assert dep["entrypoint"] == "usegrant_flows.rotation.mint_flow.mint_token"
-    assert dep["parameter_openapi_schema"]["properties"]["expires_in"]["maximum"] == 172800
+    properties = dep["parameter_openapi_schema"]["properties"]
+    assert set(properties) == {"fleet", "target", "expires_in"}
+    assert properties["expires_in"]["maximum"] == 172800
 
 
 def test_a_worker_runs_the_deployment_and_the_tokens_verify_then_a_rejected_key_changes_nothing(
@@ -151,10 +160,7 @@ def test_a_worker_runs_the_deployment_and_the_tokens_verify_then_a_rejected_key_
     assert "3 targets" in push_fleet(deployed, fleet, FLEET_BLOCK)
     worker_folder = tmp_path / "worker"
     worker_folder.mkdir()
-    flow_run = run_deployment(deployed, worker_folder, {})  # the deployment's fleet_block
-    assert flow_run["state"]["type"] == "FAILED"  # no fleet block named "usegrant" here
-    assert "fleet block 'usegrant' not found" in flow_run["state"]["message"]
-    flow_run = run_deployment(deployed, worker_folder, {"fleet_block": FLEET_BLOCK})
+    flow_run = run_deployment(deployed, worker_folder, {"fleet": fleet_ref(FLEET_BLOCK)})
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
     files = {
         client.name: tmp_path / "tokens" / f"{client.name}.jwt"
@@ -167,12 +173,13 @@ def test_a_worker_runs_the_deployment_and_the_tokens_verify_then_a_rejected_key_
     before = {name: path.read_bytes() for name, path in files.items()}
 
     bigger = write_fleet(tmp_path, emulator, credentials_block, extra=["e2e-new"])
+    push_fleet(deployed, bigger, f"{FLEET_BLOCK}-bigger")
     emulator.set_faults(fail_rate=1.0, fail_status=401)
     try:
         failed = run_deployment(
             deployed,
             worker_folder,
-            {"targets_file": str(bigger), "fleet_block": None, "force": True},
+            {"fleet": fleet_ref(f"{FLEET_BLOCK}-bigger"), "force": True},
         )
     finally:
         emulator.reset()

@@ -314,7 +314,10 @@ def test_each_token_lands_on_its_host_once_and_two_rotations_at_once_mint_nothin
     )
     assert "3 targets (work queues: host-1, host-2)" in out
     emulator.reset_stats()
-    parameters = {"fleet_block": FLEET_BLOCK, "queue_timeout_seconds": QUEUE_BOUND}
+    parameters = {
+        "fleet": {"$ref": {"block_document_slug": f"usegrant-fleet/{FLEET_BLOCK}"}},
+        "queue_timeout_seconds": QUEUE_BOUND,
+    }
     started = time.monotonic()
     ids = [start_rotation(prefect_server, parameters) for _ in range(2)]
     first, second = wait_all(prefect_server, ids, hosts)
@@ -388,6 +391,8 @@ def test_a_queue_without_a_worker_is_reported_within_the_bound(
     hosts: dict[str, Host],
     emulator: Any,
     credentials_block: str,
+    wheel_env: tuple[Path, dict[str, str]],
+    tmp_path: Path,
 ) -> None:
     provider = emulator.seed.providers[0]
     target = {
@@ -398,9 +403,17 @@ def test_a_queue_without_a_worker_is_reported_within_the_bound(
         "work_queue": "host-nobody",
         "sinks": [{"type": "secret-block", "secret_block_name": "e2e-mm-nobody"}],
     }
+    fleet = tmp_path / "nobody.yaml"
+    fleet.write_text(json.dumps({"targets": [target]}))
+    venv, _ = wheel_env
+    push = [str(venv / "bin" / "usegrant-flows"), "fleet", "push", str(fleet)]
+    run([*push, "--name", "mm-nobody", "--overwrite"], cwd=tmp_path, env=hosts["host-1"].env)
     flow_run_id = start_rotation(
         prefect_server,
-        {"targets": [target], "fleet_block": None, "queue_timeout_seconds": NO_WORKER_BOUND},
+        {
+            "fleet": {"$ref": {"block_document_slug": "usegrant-fleet/mm-nobody"}},
+            "queue_timeout_seconds": NO_WORKER_BOUND,
+        },
     )
     [done] = wait_all(prefect_server, [flow_run_id], hosts)
     assert done["state"]["type"] == "FAILED"

@@ -130,12 +130,18 @@ def push_fleet(machines: Machines, emulator: Any, name: str, count: int) -> list
     return sinks
 
 
+def fleet_ref(name: str) -> dict[str, Any]:
+    """A deployment parameter naming a saved fleet block by its slug."""
+    return {"$ref": {"block_document_slug": f"usegrant-fleet/{name}"}}
+
+
 def start_rotation(replica: PrefectServer, queue: str, parameters: dict[str, Any]) -> str:
     dep = replica.api("GET", "/deployments/name/rotate-tokens/rotate-tokens-on-host")
     flow_run = replica.api(
         "POST",
         f"/deployments/{dep['id']}/create_flow_run",
-        json={"parameters": parameters, "work_queue_name": queue},
+        # The host deployment rotates, on its queue, the fleet's targets bound to none.
+        json={"parameters": {**parameters, "queue": queue}, "work_queue_name": queue},
     )
     return str(flow_run["id"])
 
@@ -190,7 +196,7 @@ def test_two_rotations_through_two_replicas_mint_each_target_once(
     emulator.reset_stats()
     try:
         ids = [
-            start_rotation(replica, f"replica-{index}", {"fleet_block": FLEET_ONE})
+            start_rotation(replica, f"replica-{index}", {"fleet": fleet_ref(FLEET_ONE)})
             for index, replica in enumerate(machines.replicas)
         ]
         done = [
@@ -218,7 +224,7 @@ def test_losing_a_replica_mid_rotation_loses_no_token_and_mints_nothing_twice_in
     sinks = push_fleet(machines, emulator, FLEET_TWO, count)
     emulator.set_faults(latency_ms=1500)  # a rotation long enough to die in
     emulator.reset_stats()
-    parameters = {"fleet_block": FLEET_TWO, "concurrency": 4}
+    parameters = {"fleet": fleet_ref(FLEET_TWO), "concurrency": 4}
     survivor = machines.replicas[1]
     try:
         # Machine 0's run starts first and claims the fleet; machine 1's run comes second

@@ -31,8 +31,8 @@ RUN_TIMEOUT = 240.0  # seconds
 
 RUN_FLOW = """
 import asyncio, sys
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
-state = asyncio.run(rotate_tokens(targets_file=sys.argv[1], return_state=True))
+from usegrant_flows.rotation.rotate_flow import rotate_targets
+state = asyncio.run(rotate_targets(targets_file=sys.argv[1], return_state=True))
 print("STATE", state.type.value, state.message)
 sys.exit(0 if state.is_completed() else 1)
 """

@@ -57,10 +57,10 @@ asyncio.run(main())
 
 RUN_FLOW = """
 import asyncio, sys, time
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_targets
 started = time.monotonic()
 state = asyncio.run(
-    rotate_tokens(targets_file=sys.argv[1], force=True, concurrency=8, return_state=True)
+    rotate_targets(targets_file=sys.argv[1], force=True, concurrency=8, return_state=True)
 )
 print("STATE", state.type.value, f"{time.monotonic() - started:.1f}", state.message)
 sys.exit(0 if state.is_completed() else 1)

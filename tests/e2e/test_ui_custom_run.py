@@ -1,12 +1,14 @@
-"""Issue 6: a person starts the mint-token deployment from the Prefect UI's "Custom run" form.
+"""A person starts the mint-token deployment from the Prefect UI's "Custom run" form.
 
 Against a real Prefect server (API + UI) with our blocks registered, a UseGrantCredentials
-block pointing at the emulator and the mint-token deployment of ``prefect.yaml``,
-headless Chromium opens the UI at its root (the server's default UI), goes to the
-deployment, opens Run -> Custom run, fills in provider id, client id, expiry, the
-credentials block and a Secret block to write to, and submits. A process worker runs the
-flow once. The UI must then show the run Completed with our artifact, and the Secret
-block must hold a token that verifies against the emulator's JWKS.
+block pointing at the emulator, a saved UseGrant Fleet block whose target writes a
+Secret block, and the mint-token deployment of ``prefect.yaml``, headless Chromium opens
+the UI at its root (the server's default UI), goes to the deployment, opens Run -> Custom
+run, picks the fleet in the block picker, types the target's name and a shorter expiry,
+and submits. The form shows readable titles and no "None" switches: a run names only
+what the operator saved. A process worker runs the flow once. The UI must then show the
+run Completed with our artifact, and the Secret block must hold a token that verifies
+against the emulator's JWKS.
 
 Chromium is Debian's (``apt-get install -y chromium``, ``/usr/bin/chromium``); no browser
 is downloaded at run time. The browser may only talk to 127.0.0.1: every other request is
@@ -55,7 +57,10 @@ UI_TIMEOUT_MS = 30_000  # any single UI wait, milliseconds
 MINT_ENTRYPOINT = "usegrant_flows.rotation.mint_flow.mint_token"
 ARTIFACT_KEY = "usegrant-mint-token"  # flows/mint_token.py ARTIFACT_KEY
 SECRET_BLOCK = "e2e-ui-mint-token"
-EXPIRES_IN = 900  # seconds
+FLEET_BLOCK = "e2e-ui-fleet"
+TARGET = "ui-aws"
+TARGET_LIFETIME = 1800  # seconds, the fleet target's own
+EXPIRES_IN = 900  # seconds, shorter: chosen in the form
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_ROOT / "test-outputs" / "ui-custom-run"
 
@@ -103,6 +108,30 @@ def mint_deployment(prefect_server: PrefectServer, registered_blocks: None) -> M
 
 
 @pytest.fixture(scope="module")
+def fleet_block(prefect_server: PrefectServer, credentials_block: str, emulator: Any) -> str:
+    """The operator's saved fleet: one target whose token goes to a Secret block."""
+    from usegrant_flows.rotation.fleet_block import UseGrantFleet
+
+    provider = emulator.seed.providers[0]
+    fleet = UseGrantFleet.model_validate(
+        {
+            "targets": [
+                {
+                    "name": TARGET,
+                    "provider_id": str(provider.id),
+                    "client_id": str(provider.clients[0].id),
+                    "credentials": credentials_block,
+                    "expires_in": TARGET_LIFETIME,
+                    "sinks": [{"type": "secret-block", "secret_block_name": SECRET_BLOCK}],
+                }
+            ]
+        }
+    )
+    prefect_server.call(fleet.save, FLEET_BLOCK, overwrite=True)
+    return FLEET_BLOCK
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium, for the module."""
     assert CHROMIUM.exists(), "Chromium is missing: apt-get install -y chromium"
@@ -144,9 +173,9 @@ def screenshot(target: Page | Locator, name: str) -> Path:
     return path
 
 
-def parameter_label(name: str) -> re.Pattern[str]:
-    """The accessible name the form gives a flow parameter: ``name`` or ``name (Optional)``."""
-    return re.compile(rf"^{re.escape(name)}( \(Optional\))?$")
+def parameter_label(title: str) -> re.Pattern[str]:
+    """The accessible name the form gives a flow parameter: its title, maybe ``(Optional)``."""
+    return re.compile(rf"^{re.escape(title)}( \(Optional\))?$")
 
 
 def open_custom_run_form(page: Page, server: PrefectServer, deployment: MintDeployment) -> None:
@@ -172,25 +201,19 @@ def fill_int(page: Page, name: str, value: int) -> None:
     page.get_by_role("spinbutton", name=parameter_label(name)).fill(str(value))
 
 
-def fill_optional_text(page: Page, name: str, value: str) -> None:
-    """Fill a ``str | None`` parameter: the form shows it as tabs "str" / "None"."""
-    field = (
-        page.locator("div")
-        .filter(has=page.get_by_text(parameter_label(name)))
-        .filter(has=page.get_by_role("tab", name="str", exact=True))
-        .last  # the innermost element holding both: the parameter's own field
-    )
-    field.get_by_role("tab", name="str", exact=True).click()
-    field.get_by_role("textbox").fill(value)
+def pick_block(page: Page, title: str, block_name: str) -> None:
+    """Pick a saved block in a block-typed parameter's picker (the form's block select)."""
+    field = page.locator("div.group").filter(has=page.get_by_text(parameter_label(title)))
+    field.get_by_role("button", name="Select a block").click()
+    page.get_by_role("option", name=block_name).click()
+    expect(field.get_by_role("button", name="Select a block")).to_contain_text(block_name)
 
 
-def fill_mint_form(page: Page, run: dict[str, str], expires_in: int, credentials: str) -> None:
-    """Fill the mint-token parameters: ids, expiry, credentials block, Secret block sink."""
-    fill_text(page, "provider_id", run["provider_id"])
-    fill_text(page, "client_id", run["client_id"])
-    fill_int(page, "expires_in", expires_in)
-    fill_optional_text(page, "credentials_block", credentials)
-    fill_optional_text(page, "secret_block_name", SECRET_BLOCK)
+def fill_mint_form(page: Page, fleet: str, target: str, expires_in: int) -> None:
+    """Fill the mint-token parameters: the fleet (picked), the target's name, the expiry."""
+    pick_block(page, "Fleet", fleet)
+    fill_text(page, "Target", target)
+    fill_int(page, "Expires in (seconds)", expires_in)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +221,7 @@ def ui_run(
     browser: Browser,
     prefect_server: PrefectServer,
     mint_deployment: MintDeployment,
-    credentials_block: str,
+    fleet_block: str,
     emulator: Any,
 ) -> UIRun:
     """Submit the Custom run form once and let a process worker run the flow."""
@@ -207,7 +230,7 @@ def ui_run(
     inputs = {"provider_id": str(provider.id), "client_id": str(client.id)}
     with loopback_page(browser) as page:
         open_custom_run_form(page, prefect_server, mint_deployment)
-        fill_mint_form(page, inputs, EXPIRES_IN, credentials_block)
+        fill_mint_form(page, fleet_block, TARGET, EXPIRES_IN)
         screenshot(page.get_by_role("main"), "custom-run-form.png")
         page.get_by_role("button", name="Submit", exact=True).click()
         # The UI confirms with a toast "<run name> scheduled to start now" + "View run".
@@ -239,18 +262,33 @@ def read_secret_token(server: PrefectServer) -> Any:
     return server.call(SecretBlockSink(secret_block_name=SECRET_BLOCK).read)
 
 
-def test_custom_run_form_passes_typed_parameters_to_the_flow_run(
-    prefect_server: PrefectServer, ui_run: UIRun, credentials_block: str
+def test_custom_run_form_sends_the_picked_fleet_by_reference_and_names_only(
+    prefect_server: PrefectServer, ui_run: UIRun, fleet_block: str
 ) -> None:
-    typed = {
-        "provider_id": ui_run.provider_id,
-        "client_id": ui_run.client_id,
-        "expires_in": EXPIRES_IN,
-        "credentials_block": credentials_block,
-        "secret_block_name": SECRET_BLOCK,
-    }
+    [document] = prefect_server.api(
+        "POST",
+        "/block_documents/filter",
+        json={"block_documents": {"name": {"any_": [fleet_block]}}, "limit": 1},
+    )
     parameters = prefect_server.api("GET", f"/flow_runs/{ui_run.flow_run_id}")["parameters"]
-    assert {name: parameters.get(name) for name in typed} == typed
+    assert parameters == {
+        "fleet": {"$ref": {"block_document_id": document["id"]}},
+        "target": TARGET,
+        "expires_in": EXPIRES_IN,
+    }
+
+
+def test_custom_run_form_shows_readable_titles_and_no_none_switch(
+    page: Page, prefect_server: PrefectServer, mint_deployment: MintDeployment
+) -> None:
+    open_custom_run_form(page, prefect_server, mint_deployment)
+    main = page.get_by_role("main")
+    for title in ("Fleet", "Target", "Expires in (seconds)"):
+        expect(main.get_by_text(parameter_label(title)).first).to_be_visible()
+    expect(main.get_by_role("button", name="Select a block")).to_have_count(1)
+    expect(main.get_by_role("tab", name="None", exact=True)).to_have_count(0)
+    for raw in ("provider_id", "file_path", "credentials_block", "secret_block_name"):
+        expect(main.get_by_text(raw, exact=True)).to_have_count(0)
 
 
 def test_ui_shows_the_run_completed_with_an_artifact_naming_the_token_not_holding_it(
@@ -292,13 +330,10 @@ def test_custom_run_form_refuses_an_expiry_over_48_hours(
     page: Page,
     prefect_server: PrefectServer,
     mint_deployment: MintDeployment,
-    credentials_block: str,
-    emulator: Any,
+    fleet_block: str,
 ) -> None:
-    provider = emulator.seed.providers[0]
-    inputs = {"provider_id": str(provider.id), "client_id": str(provider.clients[0].id)}
     open_custom_run_form(page, prefect_server, mint_deployment)
-    fill_mint_form(page, inputs, 172_801, credentials_block)
+    fill_mint_form(page, fleet_block, TARGET, 172_801)
     sent: list[str] = []
 
     def record(request: Request) -> None:
@@ -307,7 +342,7 @@ def test_custom_run_form_refuses_an_expiry_over_48_hours(
 
     page.on("request", record)
     page.get_by_role("button", name="Submit", exact=True).click()
-    expiry = page.get_by_role("spinbutton", name=parameter_label("expires_in"))
+    expiry = page.get_by_role("spinbutton", name=parameter_label("Expires in (seconds)"))
     # The schema's maximum (172800) becomes the input's max: the browser blocks the
     # submit and shows its validation bubble with this message next to the field.
     message = expiry.evaluate("input => input.validationMessage")

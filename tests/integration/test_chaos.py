@@ -30,7 +30,7 @@ from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
 from usegrant_flows.emulator.faults import FAULT_NAMES
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_targets
 from usegrant_flows.rotation.tasks import ARTIFACT_KEY
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -144,7 +144,7 @@ async def streams_closed(emu: RunningEmulator, within: float = 2.0) -> bool:
 
 async def rotate(targets: list[dict[str, Any]]) -> tuple[State, dict[str, dict[str, str]], float]:
     """Run a forced rotation; return its state, its rows by target, its recorded seconds."""
-    state: State = await rotate_tokens(
+    state: State = await rotate_targets(
         targets=targets, force=True, concurrency=CONCURRENCY, return_state=True
     )
     flow_run_id = state.state_details.flow_run_id

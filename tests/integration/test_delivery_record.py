@@ -97,3 +97,26 @@ async def test_an_unreadable_record_is_no_record_and_is_not_written() -> None:
     record.note("record-e-0:p:c", DeliveryEntry("0123456789ab", 1, 2, 3, 1))
     await record.flush(["record-e-0:p:c"])  # nothing written, nothing raised
     assert record.unreadable and record.calls == 1  # the one read that failed
+
+
+async def test_a_record_read_before_a_grant_is_read_again_keeping_what_this_run_noted() -> None:
+    import time
+
+    theirs, mine = "record-e-theirs:p:c", "record-e-mine:p:c"
+    run = PrefectRecord()
+    assert await run.get(theirs) is None  # read at the start of the run
+    run.note(mine, DeliveryEntry("00000000mine", 1, 2, 300, 1))  # noted, not yet written
+    other = PrefectRecord()  # another run delivers `theirs`, records it, lets it go
+    other.note(theirs, DeliveryEntry("0000000other", 1, 2, 400, 1))
+    await other.flush([theirs])
+    granted = time.monotonic()  # then this run is granted it
+
+    await run.refresh(granted)
+    calls = run.calls
+    await run.refresh(granted)  # the read that began after the grant serves every target
+
+    entry = await run.get(theirs)
+    assert entry is not None and entry.fingerprint == "0000000other"
+    kept = await run.get(mine)
+    assert kept is not None and kept.fingerprint == "00000000mine"
+    assert run.calls == calls == 2

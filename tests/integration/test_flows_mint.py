@@ -1,4 +1,8 @@
-"""mint_token, the ad-hoc flow of the UI, against the loopback emulator on the test harness."""
+"""mint_token, the ad-hoc flow of the UI: one target of a saved fleet, minted now.
+
+Against the loopback emulator on the test harness. The run names a saved fleet block
+and a target in it; the token goes to that target's sinks.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,14 @@ from prefect.client.schemas.objects import State
 from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
+from usegrant_flows.rotation.fleet_block import UseGrantFleet
 from usegrant_flows.rotation.mint_flow import mint_token
 from usegrant_flows.sinks import FileTokenSink
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 CREDENTIALS = "mint-emulator"
+FLEET = "mint-fleet"
 
 
 @pytest.fixture
@@ -30,13 +36,27 @@ async def credentials(emu: RunningEmulator) -> str:
     return CREDENTIALS
 
 
-def ids(emu: RunningEmulator) -> dict[str, Any]:
+def target(emu: RunningEmulator, name: str, sinks: list[Any], **fields: Any) -> dict[str, Any]:
     provider = emu.seed.providers[0]
-    return {"provider_id": provider.id, "client_id": provider.clients[0].id}
+    return {
+        "name": name,
+        "provider_id": provider.id,
+        "client_id": provider.clients[0].id,
+        "sinks": sinks,
+        **fields,
+    }
 
 
-async def run(**parameters: Any) -> State:
-    return await mint_token(**parameters, return_state=True)
+async def saved_fleet(*targets: dict[str, Any], credentials: str = CREDENTIALS) -> UseGrantFleet:
+    fleet = UseGrantFleet.model_validate(
+        {"defaults": {"credentials": credentials}, "targets": list(targets)}
+    )
+    await fleet.asave(FLEET, overwrite=True)
+    return await UseGrantFleet.aload(FLEET)
+
+
+async def run(fleet: UseGrantFleet, name: str, **parameters: Any) -> State:
+    return await mint_token(fleet=fleet, target=name, **parameters, return_state=True)
 
 
 async def markdown_of(state: State) -> str:
@@ -50,17 +70,16 @@ async def markdown_of(state: State) -> str:
     return str(artifact.data)
 
 
-async def test_mint_writes_a_verified_token_to_a_file_and_a_secret_block(
+async def test_mint_writes_a_verified_token_to_the_targets_sinks(
     emu: RunningEmulator, credentials: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "aws.jwt"
-    state = await run(
-        **ids(emu),
-        expires_in=600,
-        credentials_block=credentials,
-        file_path=str(path),
-        secret_block_name="mint-aws-token",
-    )
+    sinks = [
+        {"type": "file", "path": str(path)},
+        {"type": "secret-block", "secret_block_name": "mint-aws-token"},
+    ]
+    fleet = await saved_fleet(target(emu, "aws", sinks, expires_in=900))
+    state = await run(fleet, "aws", expires_in=600)
     assert state.is_completed(), state.message
     token = FileTokenSink(path=path).read()
     assert token is not None
@@ -70,97 +89,91 @@ async def test_mint_writes_a_verified_token_to_a_file_and_a_secret_block(
     assert secret.get() == token.access_token.get_secret_value()
 
 
-async def test_the_report_names_client_fingerprint_expiry_and_sinks(
+async def test_the_report_names_target_fingerprint_expiry_and_sinks(
     emu: RunningEmulator, credentials: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "aws.json"
-    state = await run(
-        **ids(emu), credentials_block=credentials, file_path=str(path), file_format="json"
+    fleet = await saved_fleet(
+        target(emu, "aws", [{"type": "file", "path": str(path), "format": "json"}])
     )
-    text = await markdown_of(state)
+    text = await markdown_of(await run(fleet, "aws"))
     token = FileTokenSink(path=path, format="json").read()
     assert token is not None
     assert f"| fingerprint | `{token.fingerprint}` |" in text
-    assert f"`{ids(emu)['client_id']}`: minted" in text
     assert f"| written to | file {path} (json) |" in text
     assert token.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") in text
     assert token.access_token.get_secret_value() not in text
 
 
-async def test_token_options_reach_the_token(
+async def test_an_unknown_target_is_one_line_listing_the_fleets_names(
     emu: RunningEmulator, credentials: str, tmp_path: Path
 ) -> None:
-    path = tmp_path / "aws.jwt"
-    await run(
-        **ids(emu),
-        credentials_block=credentials,
-        file_path=str(path),
-        use_jwt_type=True,
-        audience_as_array=True,
+    fleet = await saved_fleet(
+        target(emu, "aws", [{"type": "file", "path": str(tmp_path / "a.jwt")}]),
+        target(emu, "gcp", [{"type": "file", "path": str(tmp_path / "g.jwt")}]),
     )
-    token = FileTokenSink(path=path).read()
-    assert token is not None
-    assert token.header()["typ"] == "jwt" and isinstance(token.claims()["aud"], list)
+    state = await run(fleet, "azure")
+    assert state.is_failed()
+    assert state.message == "fleet 'mint-fleet' has no target 'azure'; its targets: aws, gcp"
+    assert emu.stats()["token_calls"]["total"] == 0
 
 
-async def test_a_bad_key_fails_with_an_actionable_line_and_keeps_the_file(
+async def test_a_fleet_given_inline_is_refused_before_any_request(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    inline = UseGrantFleet.model_validate(
+        {"targets": [target(emu, "x", [{"type": "file", "path": str(tmp_path / "x.jwt")}])]}
+    )
+    state = await run(inline, "x")
+    assert state.is_failed()
+    assert "fleet must be a saved UseGrant Fleet block" in (state.message or "")
+    assert emu.stats()["token_calls"]["total"] == 0
+    assert not (tmp_path / "x.jwt").exists()
+
+
+async def test_expires_in_may_only_shorten_the_targets_lifetime(
+    emu: RunningEmulator, credentials: str, tmp_path: Path
+) -> None:
+    fleet = await saved_fleet(
+        target(emu, "aws", [{"type": "file", "path": str(tmp_path / "a.jwt")}], expires_in=900)
+    )
+    state = await run(fleet, "aws", expires_in=3600)
+    assert state.is_failed()
+    assert state.message == (
+        "expires_in may only shorten target 'aws''s token lifetime: 1..899 seconds, "
+        "or 0 for its own 900; got 3600"
+    )
+    assert emu.stats()["token_calls"]["total"] == 0
+
+
+async def test_a_bad_key_fails_with_an_actionable_line(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
     block = UseGrantCredentials(api_key="usegrant_wrong_key", base_url=emu.base_url)  # type: ignore[arg-type]
     await block.asave("mint-wrong-key", overwrite=True)
     path = tmp_path / "aws.jwt"
-    state = await run(**ids(emu), credentials_block="mint-wrong-key", file_path=str(path))
+    fleet = await saved_fleet(
+        target(emu, "aws", [{"type": "file", "path": str(path)}]), credentials="mint-wrong-key"
+    )
+    state = await run(fleet, "aws")
     assert state.is_failed()
     assert state.message == (
-        f"token for client {ids(emu)['client_id']} not delivered: UseGrant rejected the API key "
+        "token for target aws not delivered: UseGrant rejected the API key "
         "(401): check the credentials block 'mint-wrong-key'"
     )
     assert not path.exists()
     assert "**What went wrong** (AuthenticationError)" in await markdown_of(state)
 
 
-async def test_an_unknown_client_is_named_in_the_failure(
+async def test_a_target_bound_to_a_work_queue_is_left_to_that_queue(
     emu: RunningEmulator, credentials: str, tmp_path: Path
 ) -> None:
-    unknown = "20000000-0000-4000-8000-0000000000ff"
-    state = await run(
-        provider_id=ids(emu)["provider_id"],
-        client_id=unknown,
-        credentials_block=credentials,
-        file_path=str(tmp_path / "x.jwt"),
+    fleet = await saved_fleet(
+        target(emu, "host", [{"type": "file", "path": str(tmp_path / "h.jwt")}], work_queue="h1")
     )
+    state = await run(fleet, "host")
     assert state.is_failed()
-    assert unknown in (state.message or "") and "404" in (state.message or "")
-
-
-async def test_rate_limit_says_until_when(
-    emu: RunningEmulator, credentials: str, tmp_path: Path
-) -> None:
-    emu.set_faults(rate_limit=1, rate_window=3600)
-    await run(**ids(emu), credentials_block=credentials, file_path=str(tmp_path / "a.jwt"))
-    state = await run(**ids(emu), credentials_block=credentials, file_path=str(tmp_path / "b.jwt"))
-    assert state.is_failed()
-    assert "rate limited until " in (state.message or "") and "(429)" in (state.message or "")
-
-
-async def test_without_a_sink_nothing_is_minted(emu: RunningEmulator, credentials: str) -> None:
-    state = await run(**ids(emu), credentials_block=credentials)
-    assert state.is_failed()
-    assert state.message == "no sink: give file_path, secret_block_name or webhook_block_name"
-    assert emu.stats()["token_calls"]["total"] == 0
-
-
-async def test_an_expiry_over_48_hours_is_refused_before_any_request(
-    emu: RunningEmulator, credentials: str, tmp_path: Path
-) -> None:
-    state = await run(
-        **ids(emu),
-        expires_in=172801,
-        credentials_block=credentials,
-        file_path=str(tmp_path / "a.jwt"),
-    )
-    assert state.is_failed()
-    assert "expires_in" in (state.message or "") and "172800" in (state.message or "")
+    assert "rotated on work queue 'h1'" in (state.message or "")
     assert emu.stats()["token_calls"]["total"] == 0
 
 
@@ -168,7 +181,8 @@ async def test_the_result_holds_no_token(
     emu: RunningEmulator, credentials: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "aws.jwt"
-    state = await run(**ids(emu), credentials_block=credentials, file_path=str(path))
+    fleet = await saved_fleet(target(emu, "aws", [{"type": "file", "path": str(path)}]))
+    state = await run(fleet, "aws")
     result = await state.result()
     token = FileTokenSink(path=path).read()
     assert token is not None

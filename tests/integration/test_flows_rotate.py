@@ -1,4 +1,4 @@
-"""rotate_tokens end to end on the test harness's API, against the loopback emulator."""
+"""rotate_targets end to end on the test harness's API, against the loopback emulator."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from usegrant_flows.api.models import AccessToken
 from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_targets
 from usegrant_flows.sinks import FileTokenSink
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -67,7 +67,7 @@ def token_calls(emu: RunningEmulator) -> int:
 
 
 async def run(**parameters: Any) -> State:
-    return await rotate_tokens(**parameters, return_state=True)
+    return await rotate_targets(**parameters, return_state=True)
 
 
 async def test_every_target_gets_a_token_that_verifies_against_jwks(
@@ -278,7 +278,7 @@ async def test_overlapping_runs_mint_each_target_once(
     assert actions == ["fresh"] * 3 + ["minted"] * 3
 
 
-async def test_flow_run_is_named_rotate_tokens(
+async def test_the_python_flow_run_is_named_rotate_targets(
     emu: RunningEmulator, credentials: str, tmp_path: Path
 ) -> None:
     state = await run(targets=fleet(emu, tmp_path, credentials)[:1])
@@ -289,7 +289,7 @@ async def test_flow_run_is_named_rotate_tokens(
             )
         )
         flow = await client.read_flow(flow_run.flow_id)
-    assert flow.name == "rotate-tokens" and isinstance(flow_run.id, UUID)
+    assert flow.name == "rotate-targets" and isinstance(flow_run.id, UUID)
 
 
 # --- verification before push, against the real emulator -----------------------------

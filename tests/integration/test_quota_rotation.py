@@ -1,4 +1,4 @@
-"""The quota in rotate_tokens: plan before minting, budget lines in the artifact, a stopped key."""
+"""The quota in rotate_targets: plan before minting, budget lines in the artifact, a stopped key."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import State
 
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_targets
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -54,7 +54,7 @@ async def test_a_fleet_over_its_budget_is_refused_before_any_request(
 ) -> None:
     credentials = await save_block(emu, "quota-small", max_requests_per_hour=10)
 
-    state = await rotate_tokens(targets=fleet(emu, tmp_path, credentials, 20), return_state=True)
+    state = await rotate_targets(targets=fleet(emu, tmp_path, credentials, 20), return_state=True)
 
     assert state.is_failed()
     message = state.message or ""
@@ -70,7 +70,7 @@ async def test_the_rotation_artifact_shows_the_budget_used_and_left(
 ) -> None:
     credentials = await save_block(emu, "quota-roomy", max_requests_per_hour=1000)
 
-    state = await rotate_tokens(targets=fleet(emu, tmp_path, credentials, 4), return_state=True)
+    state = await rotate_targets(targets=fleet(emu, tmp_path, credentials, 4), return_state=True)
 
     assert state.is_completed(), state.message
     description = await artifact_description(state)
@@ -84,7 +84,7 @@ async def test_a_rejected_key_stops_the_whole_rotation_after_one_request(
     credentials = await save_block(emu, "quota-rejected")
     emu.set_faults(fail_rate=1.0, fail_status=401)
 
-    state = await rotate_tokens(
+    state = await rotate_targets(
         targets=fleet(emu, tmp_path, credentials, 12), concurrency=1, return_state=True
     )
 

@@ -22,7 +22,7 @@ from tests.integration.remote_servers import (  # noqa: F401
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
 from usegrant_flows.rotation.fleet import parse_fleet
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_targets
 from usegrant_flows.sinks import AwsSecretsManagerTokenSink
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -54,14 +54,14 @@ async def test_a_secret_scheduled_for_deletion_fails_the_target(
         },
         base_dir=tmp_path,
     )
-    first = await rotate_tokens(targets=targets, return_state=True)
+    first = await rotate_targets(targets=targets, return_state=True)
     [delivered] = await first.result()
     assert delivered.action.value == "minted"
 
     client = boto3.client("secretsmanager", endpoint_url=aws_env.url, region_name="us-east-1")
     client.delete_secret(SecretId=name, RecoveryWindowInDays=7)
     emu.reset_stats()
-    state = await rotate_tokens(targets=targets, force=True, return_state=True)
+    state = await rotate_targets(targets=targets, force=True, return_state=True)
     # Failed, not minted: nothing a consumer can read holds a token.
     assert state.is_failed()
     assert state.message is not None

@@ -1,4 +1,4 @@
-"""rotate_tokens delivers one mint to a file and to saved Vault, Secrets Manager and SSM sinks.
+"""rotate_targets delivers one mint to a file and to saved Vault, Secrets Manager and SSM sinks.
 
 The fleet names the three remote sinks as saved blocks ("<block type slug>/<name>"),
 which fleets support today; each store is then read back with its own client (hvac,
@@ -27,7 +27,7 @@ from usegrant_flows.api.verify import verify_token
 from usegrant_flows.credentials import UseGrantCredentials
 from usegrant_flows.emulator import RunningEmulator
 from usegrant_flows.rotation.fleet import RotationTarget, parse_fleet
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_targets
 from usegrant_flows.sinks import (
     AwsSecretsManagerTokenSink,
     AwsSsmParameterTokenSink,
@@ -101,7 +101,7 @@ async def test_one_mint_reaches_the_file_vault_secrets_manager_and_ssm(
     tmp_path: Path,
     prefect_home: str,
 ) -> None:
-    state = await rotate_tokens(targets=fleet.targets, return_state=True)
+    state = await rotate_targets(targets=fleet.targets, return_state=True)
 
     assert state.is_completed(), state.message
     [result] = await state.result()
@@ -124,9 +124,9 @@ async def test_one_mint_reaches_the_file_vault_secrets_manager_and_ssm(
 async def test_a_second_run_reads_every_remote_sink_back_and_mints_nothing(
     fleet: Fleet, emu: RunningEmulator
 ) -> None:
-    await rotate_tokens(targets=fleet.targets, return_state=True)
+    await rotate_targets(targets=fleet.targets, return_state=True)
     emu.reset_stats()
-    state = await rotate_tokens(targets=fleet.targets, return_state=True)
+    state = await rotate_targets(targets=fleet.targets, return_state=True)
     [result] = await state.result()
     assert result.action.value == "fresh"
     assert emu.stats()["token_calls"]["total"] == 0

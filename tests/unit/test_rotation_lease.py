@@ -79,6 +79,27 @@ async def test_two_runs_holding_one_target_take_turns() -> None:
         await two.aclose()
 
 
+async def test_a_target_held_in_a_batch_stays_claimed_until_the_batch_ends() -> None:
+    # The batch writes its delivery record before its claim goes, so the next holder of
+    # a target sees both the token in the sinks and the record that names it.
+    mine = TargetLeases(timeout=60, enabled=True)
+    other = TargetLeases(timeout=60, enabled=True)
+    [target] = names(1)
+    try:
+        async with mine.claim([target]):
+            granted = mine.granted_at(target)
+            assert granted is not None and granted <= time.monotonic()
+            async with mine.hold(target):  # the target's section ends before the batch
+                pass
+            async with other.claim([target]):
+                assert other.granted_at(target) is None  # still ours
+        async with other.claim([target]):
+            assert other.granted_at(target) is not None  # given back with the batch
+    finally:
+        await mine.aclose()
+        await other.aclose()
+
+
 async def test_two_batches_meeting_on_some_targets_take_the_free_ones_at_once() -> None:
     first = TargetLeases(timeout=60, enabled=True)
     second = TargetLeases(timeout=60, enabled=True)

@@ -1,4 +1,8 @@
-"""The flows' parameters as the Prefect UI's "Custom run" form sees them (parameter schema)."""
+"""The deployments' parameters as the Prefect UI's "Custom run" form sees them.
+
+A run may only name what an operator saved: no parameter of a deployed flow is a path, a
+URL, an endpoint, an inline target or sink, a file or a credentials block.
+"""
 
 from __future__ import annotations
 
@@ -8,106 +12,101 @@ import pytest
 from prefect.utilities.callables import parameter_schema
 
 from usegrant_flows.rotation.mint_flow import mint_token
-from usegrant_flows.rotation.rotate_flow import rotate_tokens
+from usegrant_flows.rotation.rotate_flow import rotate_tokens, rotate_tokens_on_host
+
+DEPLOYED = {"rotate-tokens": rotate_tokens, "on-host": rotate_tokens_on_host, "mint": mint_token}
+FORBIDDEN = {
+    "targets",
+    "targets_file",
+    "fleet_block",
+    "file_path",
+    "file_format",
+    "secret_block_name",
+    "webhook_block_name",
+    "credentials_block",
+    "url",
+    "endpoint_url",
+    "path",
+}
 
 
 @pytest.fixture(scope="module")
-def mint_schema() -> dict[str, Any]:
-    return parameter_schema(mint_token).model_dump_for_openapi()
+def schemas() -> dict[str, dict[str, Any]]:
+    return {name: parameter_schema(f).model_dump_for_openapi() for name, f in DEPLOYED.items()}
 
 
-@pytest.fixture(scope="module")
-def rotate_schema() -> dict[str, Any]:
-    return parameter_schema(rotate_tokens).model_dump_for_openapi()
+def test_the_fleet_is_a_block_picker_of_usegrant_fleet_blocks(
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    for schema in schemas.values():
+        assert schema["properties"]["fleet"]["$ref"] == "#/definitions/UseGrantFleet"
+        assert schema["definitions"]["UseGrantFleet"]["block_type_slug"] == "usegrant-fleet"
+        assert "fleet" in schema["required"]
 
 
-def walk(node: Any) -> list[dict[str, Any]]:
-    """Every JSON-schema object in ``node``, nested ones included."""
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        found.append(node)
-        for value in node.values():
-            found += walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += walk(value)
-    return found
+def test_rotate_tokens_takes_only_names_and_choices(schemas: dict[str, dict[str, Any]]) -> None:
+    props = schemas["rotate-tokens"]["properties"]
+    assert set(props) == {
+        "fleet",
+        "target_names",
+        "force",
+        "concurrency",
+        "batch_size",
+        "spread_seconds",
+        "queue_timeout_seconds",
+    }
+    assert props["target_names"] == {**props["target_names"], "type": "array", "default": []}
+    assert props["target_names"]["items"] == {"type": "string"}
 
 
-def test_mint_token_requires_only_the_two_uuids(mint_schema: dict[str, Any]) -> None:
-    assert mint_schema["required"] == ["provider_id", "client_id"]
-    for name in ("provider_id", "client_id"):
-        assert mint_schema["properties"][name]["format"] == "uuid"
-
-
-def test_mint_token_expiry_is_bounded_in_seconds(mint_schema: dict[str, Any]) -> None:
-    expires_in = mint_schema["properties"]["expires_in"]
+def test_mint_token_takes_a_fleet_a_target_name_and_a_shorter_lifetime(
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    schema = schemas["mint"]
+    assert set(schema["properties"]) == {"fleet", "target", "expires_in"}
+    assert schema["required"] == ["fleet", "target"]
+    expires_in = schema["properties"]["expires_in"]
     assert (expires_in["type"], expires_in["minimum"], expires_in["maximum"]) == (
         "integer",
-        1,
+        0,
         172800,
     )
-    assert expires_in["default"] == 3600
-    assert "seconds" in expires_in["description"]
+    assert expires_in["default"] == 0 and "seconds" in expires_in["description"]
 
 
-def test_mint_token_options_are_boolean_toggles_off_by_default(mint_schema: dict[str, Any]) -> None:
-    for name in ("use_jwt_type", "audience_as_array", "force_default_domain"):
-        assert (
-            mint_schema["properties"][name]["type"],
-            mint_schema["properties"][name]["default"],
-        ) == (
-            "boolean",
-            False,
-        )
-
-
-def test_mint_token_sinks_and_credentials_are_chosen_by_name(mint_schema: dict[str, Any]) -> None:
-    for name in ("credentials_block", "file_path", "secret_block_name", "webhook_block_name"):
-        prop = mint_schema["properties"][name]
-        assert {"type": "string"} in prop["anyOf"] and prop["description"]
-
-
-def test_mint_token_file_format_is_an_enum(mint_schema: dict[str, Any]) -> None:
-    assert mint_schema["properties"]["file_format"]["enum"] == ["raw", "json", "dotenv"]
-
-
-def test_every_parameter_has_a_description(
-    mint_schema: dict[str, Any], rotate_schema: dict[str, Any]
+def test_the_child_deployment_takes_the_fleet_names_and_its_queue(
+    schemas: dict[str, dict[str, Any]],
 ) -> None:
-    for schema in (mint_schema, rotate_schema):
-        assert all(prop.get("description") for prop in schema["properties"].values())
+    schema = schemas["on-host"]
+    assert {"fleet", "target_names", "queue"} <= set(schema["properties"])
+    assert schema["required"] == ["fleet", "queue"]
 
 
-def test_no_parameter_is_a_secret(
-    mint_schema: dict[str, Any], rotate_schema: dict[str, Any]
+def test_no_deployed_parameter_is_a_path_url_inline_target_or_credentials(
+    schemas: dict[str, dict[str, Any]],
 ) -> None:
-    for schema in (mint_schema, rotate_schema):
-        for node in walk(schema):
-            assert node.get("format") != "password" and not node.get("writeOnly")
-            names = set(node.get("properties", {}))
-            assert not names & {"api_key", "token", "access_token", "headers", "signing_key"}
+    for schema in schemas.values():
+        assert not set(schema["properties"]) & FORBIDDEN
 
 
-def test_rotate_tokens_targets_are_typed_with_a_sink_union(rotate_schema: dict[str, Any]) -> None:
-    target = rotate_schema["definitions"]["RotationTarget"]
-    assert target["properties"]["provider_id"]["format"] == "uuid"
-    assert target["properties"]["expires_in"]["anyOf"][0]["maximum"] == 172800
-    mapping = target["properties"]["sinks"]["items"]["discriminator"]["mapping"]
-    assert set(mapping) == {
-        "file",
-        "secret-block",
-        "keyring",
-        "vault-kv",
-        "aws-secrets-manager",
-        "aws-ssm-parameter",
-        "block",
-    }
-
-
-def test_rotate_tokens_concurrency_and_batch_size_are_bounded(
-    rotate_schema: dict[str, Any],
+def test_every_parameter_has_a_readable_title_and_a_description(
+    schemas: dict[str, dict[str, Any]],
 ) -> None:
-    props = rotate_schema["properties"]
+    for schema in schemas.values():
+        for name, prop in schema["properties"].items():
+            assert prop["title"] != name and prop["title"][0].isupper(), name
+            assert prop.get("description"), name
+
+
+def test_no_parameter_is_optional_so_the_form_shows_no_type_none_switch(
+    schemas: dict[str, dict[str, Any]],
+) -> None:
+    for schema in schemas.values():
+        for prop in schema["properties"].values():
+            assert "anyOf" not in prop and prop.get("type") != "null"
+
+
+def test_concurrency_and_batch_size_are_bounded(schemas: dict[str, dict[str, Any]]) -> None:
+    props = schemas["rotate-tokens"]["properties"]
     assert (props["concurrency"]["minimum"], props["concurrency"]["maximum"]) == (1, 1000)
     assert (props["batch_size"]["minimum"], props["batch_size"]["maximum"]) == (1, 5000)

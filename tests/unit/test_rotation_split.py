@@ -77,25 +77,27 @@ def test_a_bad_queue_name_is_one_line_naming_the_target_and_field(queue: str) ->
 
 
 @pytest.mark.usefixtures("prefect_harness")
-async def test_a_local_run_cannot_dispatch_a_queued_target_and_says_so_in_one_line() -> None:
-    from usegrant_flows.rotation.rotate_flow import rotate_tokens
+async def test_the_python_flow_never_dispatches_and_says_so_in_one_line() -> None:
+    from usegrant_flows.rotation.rotate_flow import rotate_targets
 
-    state = await rotate_tokens(targets=[target("a", "host-a")], return_state=True)
+    state = await rotate_targets(targets=[target("a", "host-a")], return_state=True)
     assert state.is_failed()
     assert state.message == (
-        "1 of 1 targets failed: a (work queue 'host-a': this run is not a deployment run, "
-        "so it cannot dispatch to a work queue)"
+        "1 of 1 targets failed: a (work queue 'host-a': only the rotate-tokens deployment "
+        "dispatches to work queues)"
     )
 
 
 @pytest.mark.usefixtures("prefect_harness")
-async def test_a_child_run_never_dispatches_a_target_of_another_queue() -> None:
-    from usegrant_flows.rotation.rotate_flow import rotate_tokens
+async def test_a_host_run_that_is_not_on_its_queue_rotates_nothing() -> None:
+    from usegrant_flows.rotation.fleet_block import UseGrantFleet
+    from usegrant_flows.rotation.rotate_flow import rotate_tokens_on_host
 
-    state = await rotate_tokens(
-        targets=[target("b", "host-b")], dispatched_queue="host-a", return_state=True
-    )
+    await UseGrantFleet(targets=[target("b", "host-b")]).asave("split-fleet", overwrite=True)
+    fleet = await UseGrantFleet.aload("split-fleet")
+    state = await rotate_tokens_on_host(fleet=fleet, queue="host-b", return_state=True)
     assert state.is_failed()
-    assert "names work queue 'host-b', but this run was dispatched to 'host-a'" in str(
-        state.message
+    assert state.message == (
+        "this run is on work queue None, not 'host-b': a host's targets are rotated only "
+        "by that queue's worker"
     )

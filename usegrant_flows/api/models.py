@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_EXPIRES_IN",
     "MAX_EXPIRES_IN",
     "AccessToken",
     "TokenRequest",
@@ -36,6 +37,8 @@ __all__ = [
 DEFAULT_BASE_URL = "https://sdk.usegrant.dev"
 #: Longest token lifetime the API accepts, in seconds (48 hours).
 MAX_EXPIRES_IN = 48 * 60 * 60
+#: The lifetime the API gives when a request names none, in seconds (1 hour).
+DEFAULT_EXPIRES_IN = 3600
 
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 

@@ -11,7 +11,7 @@
 3. waits for the Prefect API to answer, up to ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
    (120 s unless you set it), showing what it waits for and for how long;
 4. saves a ``UseGrantCredentials`` block pointing at the emulator, then runs the
-   ``rotate-tokens`` flow (:mod:`usegrant_flows.rotation.rotate_flow`) for the
+   rotation flow (``rotate_targets``, :mod:`usegrant_flows.rotation.rotate_flow`) for the
    emulator's three clients (AWS, GCP and Azure audiences): each token goes to a file
    ``./demo/tokens/<client>.jwt`` (mode 0600) and a Prefect Secret block
    ``usegrant-demo-<client>``. The first run is forced (``force=True``): each emulator
@@ -195,11 +195,11 @@ def _run(folder: Path, console: Console, phases: _Phases) -> None:
                 emu_task = steps.begin("UseGrant emulator: starting")
                 emu = stack.enter_context(run_emulator())
                 steps.end(emu_task, f"UseGrant emulator on {emu.base_url}")
-            with steps.step("loading Prefect and the rotate-tokens flow"):
+            with steps.step("loading Prefect and the rotation flow"):
                 # Imported here, after the environment is set: Prefect reads it on import.
                 from usegrant_flows.api.verify import verify_token
                 from usegrant_flows.credentials import UseGrantCredentials
-                from usegrant_flows.rotation.rotate_flow import rotate_tokens
+                from usegrant_flows.rotation.rotate_flow import rotate_targets
                 from usegrant_flows.sinks import FileTokenSink, SecretBlockSink
 
                 _log_to_file(folder / "demo.log")
@@ -235,7 +235,7 @@ def _run(folder: Path, console: Console, phases: _Phases) -> None:
                 steps.step(f"first run: mint {len(targets)} targets (forced)"),
             ):
                 first = _run_flow(
-                    rotate_tokens(
+                    rotate_targets(
                         targets=targets, force=True, concurrency=_CONCURRENCY, return_state=True
                     )
                 )
@@ -266,7 +266,7 @@ def _run(folder: Path, console: Console, phases: _Phases) -> None:
             emu.reset_stats()
             with phases.measure("run 2"), steps.step("second run: every token is fresh"):
                 second = _run_flow(
-                    rotate_tokens(targets=targets, concurrency=_CONCURRENCY, return_state=True)
+                    rotate_targets(targets=targets, concurrency=_CONCURRENCY, return_state=True)
                 )
                 again = _results_of(second, "second")
             calls = int(emu.stats()["token_calls"]["total"])

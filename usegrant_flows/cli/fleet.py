@@ -29,7 +29,7 @@ def push(file: str, /, *, name: str, overwrite: bool = False) -> int:
 
     Args:
         file: The fleet file (YAML, or JSON when it ends in .json).
-        name: Name of the block (the rotate-tokens flow's fleet_block parameter).
+        name: Name of the block (what the rotate-tokens deployment's ``fleet`` picks).
         overwrite: Replace an existing fleet block of that name.
     """
     from usegrant_flows.rotation.fleet_block import UseGrantFleet

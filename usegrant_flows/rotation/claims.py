@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.context import FlowRunContext
@@ -54,6 +55,7 @@ __all__ = [
     "live_keys",
     "read_claims",
     "rewrite_claim",
+    "server_trouble",
     "target_key",
 ]
 
@@ -105,12 +107,16 @@ class Claim:
         keys: The keys it should list now (shrinks as targets are released).
         written: The keys the server holds (as last written).
         written_at: ``time.monotonic()`` of the last successful write, in seconds.
+        confirmed_at: ``time.monotonic()`` when the read that granted its keys returned:
+            whatever an earlier holder of those keys recorded before letting them go
+            is visible to a read started after it.
     """
 
     name: str
     keys: set[str]
     written: frozenset[str] = field(default_factory=frozenset)
     written_at: float = 0.0
+    confirmed_at: float = 0.0
 
     @classmethod
     def new(cls, keys: set[str]) -> Claim:
@@ -239,7 +245,7 @@ def _server_time(date: str | None) -> datetime:
 
 
 def live_keys(seen: list[SeenClaim], ours: set[str]) -> set[str]:
-    """The keys that other runs' live claims list (``ours``: our claims' names)."""
+    """Return the keys that other runs' live claims list (``ours``: our claims' names)."""
     keys: set[str] = set()
     for claim in seen:
         if not claim.stale and claim.name not in ours:
@@ -253,3 +259,12 @@ def holder_name() -> str:
     if context is not None and context.flow_run is not None:
         return f"flow run {context.flow_run.id}"
     return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def server_trouble(exc: Exception) -> str:
+    """Why the server did not answer a claim call, in a few words."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"Prefect server answered {exc.response.status_code}"
+    if isinstance(exc, (httpx.TransportError, OSError)):
+        return f"Prefect server unreachable ({type(exc).__name__})"
+    return f"claims unreadable ({type(exc).__name__})"

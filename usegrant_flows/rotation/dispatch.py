@@ -3,9 +3,10 @@
 A rotation run splits its fleet (:mod:`usegrant_flows.rotation.split`); each work queue's
 targets become one child flow run (``run_deployment(..., as_subflow=True)``) of the
 companion deployment ``<deployment>-on-host`` on that queue, so the worker polling it
-(on the host whose files the targets write) rotates them. The companion exists because
-the scheduled deployment has a concurrency limit of 1: a child of that deployment would
-wait for the slot its own parent holds until the bound.
+(on the host whose files the targets write) rotates them. The child receives names
+only: a reference to the saved fleet block, the target names and the queue. The
+companion exists because the scheduled deployment has a concurrency limit of 1: a child
+of that deployment would wait for the slot its own parent holds until the bound.
 
 Results never travel as Prefect results (``persist_result=False``: nothing of a run is
 stored). A child publishes its rows (fingerprints, never tokens) as a table artifact
@@ -117,8 +118,9 @@ async def dispatch_queues(
     Args:
         queues: Each work queue's targets.
         deployment: ``"flow/deployment"`` of the children.
-        parameters: The children's other parameters (``targets`` and
-            ``dispatched_queue`` are set here).
+        parameters: The children's other parameters: ``fleet`` (a reference to the
+            saved fleet block) and the options; ``target_names`` and ``queue`` are
+            set here.
         timeout: Seconds a child may take from creation to a final state (> 0).
 
     Returns:
@@ -142,12 +144,11 @@ async def _run_queue(
     parameters: Mapping[str, Any],
     timeout: float,
 ) -> list[RotationResult]:
+    # Names only: the child loads the same saved fleet and picks these targets.
     child_parameters = {
         **parameters,
-        "targets": [t.model_dump(mode="json") for t in targets],
-        "targets_file": None,  # explicit: the companion's defaults must not add a fleet
-        "fleet_block": None,
-        "dispatched_queue": queue,
+        "target_names": [t.name for t in targets],
+        "queue": queue,
     }
     try:
         flow_run = await arun_deployment(

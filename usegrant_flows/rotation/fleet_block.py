@@ -82,8 +82,9 @@ class UseGrantFleet(Block):
             "own keys win)."
         ),
     )
+    # Required: a deployment parameter naming a saved fleet is {"$ref": ...}; Prefect's
+    # server accepts it only when it cannot also pass for an inline fleet (oneOf).
     targets: list[RotationTarget] = Field(
-        default_factory=list,
         title="Targets",
         description="The targets; names must be unique.",
     )

@@ -6,24 +6,20 @@ meet here, through **claims** in the Prefect server's database
 (:mod:`usegrant_flows.rotation.claims`): a claim lists the targets a run holds.
 
 - A batch claims all its targets at once (:meth:`TargetLeases.claim`) when its first
-  due target needs its lease: it writes one claim, reads every claim, and keeps the
-  targets no other live claim lists. When the batch ends, the claim is deleted. Three
-  API calls per batch of up to 350 targets; none for a batch where nothing is due.
+  due target needs its lease: one write, one read of every claim; it keeps the targets
+  no other live claim lists, and deletes the claim when it ends. Three API calls per
+  batch of up to 350 targets; none when nothing in it is due.
 - The runner holds a target's lease around its critical section (re-read the sinks,
   mint, verify, write) with :meth:`TargetLeases.hold`: free when the batch's claim has
-  the target; otherwise it waits while another run's claim lists it. Waiting targets of
-  a run are asked for together, one read of the claims per round (every 0.5 to
-  :data:`MAX_RETRY_PAUSE` seconds), until the wait allowed runs out.
-- A claim lasts :data:`LEASE_SECONDS` from its last write. While the run goes on, its
-  claims are written again every :data:`KEEP_SECONDS` when targets were released (the
-  claim shrinks) and at least every third of the TTL (renewal). A holder that died (crash,
-  killed worker, a server restart that took the run with it) stops renewing: its claim
-  is stale one TTL later, by the server's clock, and the next run deletes it and takes
-  its targets. Claims are rows in the database, so a server restart loses none.
-- A busy or restarting server (503, 429, 5xx, a dropped connection) is asked again
-  after a jittered backoff (up to :data:`MAX_SERVER_PAUSE` seconds), within the wait:
-  a wait after a restart is bounded by the same timeout. A run has at most
-  :data:`MAX_CALLS_IN_FLIGHT` claim calls in flight.
+  the target; otherwise it waits while another run's claim lists it, the run's waiting
+  targets asked for together every 0.5 to :data:`MAX_RETRY_PAUSE` seconds.
+- A claim lasts :data:`LEASE_SECONDS` after its last write; the run rewrites it every
+  :data:`KEEP_SECONDS` when it shrank and every third of the TTL (renewal). A dead
+  holder's claim is stale one TTL later (server's clock): the next run deletes it and
+  takes its targets. Claims are database rows: a server restart loses none.
+- A busy or restarting server (503, 429, 5xx, a dropped connection) is asked again after
+  a jittered backoff (up to :data:`MAX_SERVER_PAUSE` s) within the wait, so waits after
+  a restart are bounded; at most :data:`MAX_CALLS_IN_FLIGHT` claim calls in flight.
 
 Without a Prefect server (``PREFECT_API_URL`` unset: the embedded API of one process),
 :class:`TargetLeases` does nothing; the file lock is the guard there.
@@ -56,6 +52,7 @@ from usegrant_flows.rotation.claims import (
     live_keys,
     read_claims,
     rewrite_claim,
+    server_trouble,
     target_key,
 )
 from usegrant_flows.rotation.locks import LockTimeoutError
@@ -117,7 +114,7 @@ class TargetLeases:
         self._claims: dict[str, Claim] = {}  # ours, by name
         self._granted: dict[str, Claim] = {}  # target key -> our claim holding it
         self._busy: dict[str, asyncio.Lock] = {}  # one section per target in this run
-        self._batches: dict[str, _Batch] = {}  # target key -> its batch, not yet claimed
+        self._batches: dict[str, _Batch] = {}  # target key -> its open batch
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._why = "held by another run"
         self._pump: asyncio.Task[None] | None = None
@@ -136,7 +133,8 @@ class TargetLeases:
 
         Nothing is sent until the first :meth:`hold` of one of them: then one write and
         one read of the claims take them all (more calls only for targets another run
-        holds, or a batch over 350 targets). The claim is deleted at the end.
+        holds, or a batch over 350 targets). They stay held until the batch ends (after
+        its delivery record is written); the claim is deleted then.
 
         Args:
             identities: The targets' identities (``RotationTarget.identity``).
@@ -178,8 +176,7 @@ class TargetLeases:
                 async with batch.lock:  # the batch's first due target claims them all
                     if not batch.taken:
                         batch.taken = True
-                        # A busy server: its targets are then asked for in _wait_for.
-                        with contextlib.suppress(httpx.HTTPError, OSError):
+                        with contextlib.suppress(httpx.HTTPError, OSError):  # see _wait_for
                             await self._take(batch.keys - set(self._granted))
             if not self._holds(key):
                 await self._wait_for(key, identity.split(":", 1)[0])
@@ -188,9 +185,21 @@ class TargetLeases:
             try:
                 yield
             finally:
-                started = time.monotonic()
-                await asyncio.shield(self._release([key]))
-                self.seconds += time.monotonic() - started
+                # Inside a batch claim the target stays held until the batch ends, after
+                # the batch's delivery record is written: a run that takes it next then
+                # sees both the new token and its record.
+                if key not in self._batches:
+                    started = time.monotonic()
+                    await asyncio.shield(self._release([key]))
+                    self.seconds += time.monotonic() - started
+
+    def granted_at(self, identity: str) -> float | None:
+        """When the target was granted (``time.monotonic()``); ``None``: leases off, not held.
+
+        A record read started later sees what the target's last holder recorded.
+        """
+        claim = self._granted.get(target_key(identity))
+        return claim.confirmed_at if claim is not None else None
 
     def _holds(self, key: str) -> bool:
         """True when one of our claims has ``key`` and was written recently enough."""
@@ -237,7 +246,7 @@ class TargetLeases:
                 attempt, self._why = 0, "held by another run"
             except Exception as exc:  # a busy, restarting or refusing server: ask again
                 attempt += 1
-                pause, self._why = _backoff(attempt), _server_trouble(exc)
+                pause, self._why = _backoff(attempt), server_trouble(exc)
             for key in list(self._waiting):
                 if key in self._granted:
                     for future in self._waiting.pop(key):
@@ -271,8 +280,10 @@ class TargetLeases:
                 with contextlib.suppress(Exception):
                     await self._call(delete_claim(client, claim.name))
             raise
+        confirmed = time.monotonic()
         for claim in mine:
             claim.keys -= others
+            claim.confirmed_at = confirmed
             for key in claim.keys:
                 self._granted[key] = claim
         for claim in mine:
@@ -377,15 +388,6 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_run_logger()
     except MissingContextError:  # outside a flow or task run
         return get_logger("usegrant_flows.lease")
-
-
-def _server_trouble(exc: Exception) -> str:
-    """Why the server did not answer a claim call, in a few words."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        return f"Prefect server answered {exc.response.status_code}"
-    if isinstance(exc, (httpx.TransportError, OSError)):
-        return f"Prefect server unreachable ({type(exc).__name__})"
-    return f"claims unreadable ({type(exc).__name__})"
 
 
 def _backoff(attempt: int) -> float:

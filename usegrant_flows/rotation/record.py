@@ -35,6 +35,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -138,6 +139,9 @@ class DeliveryRecord(Protocol):
     async def flush(self, identities: Iterable[str]) -> None:
         """Write what changed for these targets (a batch's), one call per changed chunk."""
 
+    async def refresh(self, since: float) -> None:
+        """Read the record again unless a read started at ``since`` or later."""
+
 
 class MemoryRecord:
     """The record of one process (no Prefect server): a dictionary, shared by its runs.
@@ -162,6 +166,9 @@ class MemoryRecord:
     async def flush(self, identities: Iterable[str]) -> None:
         """Nothing to write: :meth:`note` did."""
 
+    async def refresh(self, since: float) -> None:
+        """Nothing to read: the dictionary is the record."""
+
 
 class PrefectRecord:
     """The record in a Prefect server's variables (see the module docstring).
@@ -181,6 +188,7 @@ class PrefectRecord:
         self._names: set[str] = set()  # record variables that exist on the server
         self._written: dict[str, str] = {}  # chunk name -> value as last read or written
         self._load_lock: asyncio.Lock | None = None
+        self._loaded_at: float | None = None  # time.monotonic() when the last read began
         #: Prefect API calls made (reads and writes), for tests and the bench.
         self.calls = 0
         #: True when this run could not read the record: it is then not written either,
@@ -194,8 +202,10 @@ class PrefectRecord:
             self._load_lock = asyncio.Lock()
         async with self._load_lock:
             if self._entries is None:
+                started = time.monotonic()
                 try:
                     self._entries = await self._read_all()
+                    self._loaded_at = started
                 except Exception as exc:  # the server is down: judge without a record
                     logging.getLogger(__name__).warning(
                         "the delivery record could not be read (%s): this run judges "
@@ -248,6 +258,41 @@ class PrefectRecord:
     async def get(self, identity: str) -> DeliveryEntry | None:
         """Return the target's last delivery; the run's first call reads the record."""
         return (await self._load()).get(target_key(identity))
+
+    async def refresh(self, since: float) -> None:
+        """Read the record again unless a read started at ``since`` or later.
+
+        A run that is granted a target another run held calls this before judging it:
+        that run recorded its delivery before letting the target go, and a record read
+        before the grant would not name the token the sinks now hold (one needless
+        mint). Reads are shared: the targets granted together cost one read. What this
+        run noted and has not written yet is kept (the newest delivery wins). A read
+        that fails keeps the record as it was.
+
+        Args:
+            since: ``time.monotonic()`` seconds, e.g. :meth:`TargetLeases.granted_at`.
+        """
+        if self._loaded_at is not None and self._loaded_at >= since:
+            return
+        if self._load_lock is None:
+            self._load_lock = asyncio.Lock()
+        async with self._load_lock:
+            if self.unreadable or (self._loaded_at is not None and self._loaded_at >= since):
+                return
+            started = time.monotonic()
+            try:
+                fresh = await self._read_all()
+            except Exception as exc:
+                logging.getLogger(__name__).warning(
+                    "the delivery record could not be read again (%s)", type(exc).__name__
+                )
+                return
+            entries = self._entries if self._entries is not None else {}
+            for key, entry in fresh.items():
+                known = entries.get(key)
+                if known is None or entry.at >= known.at:
+                    entries[key] = entry
+            self._entries, self._loaded_at = entries, started
 
     def note(self, identity: str, entry: DeliveryEntry) -> None:
         """Remember a delivery; :meth:`flush` writes it with its batch."""

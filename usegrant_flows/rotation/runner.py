@@ -168,6 +168,9 @@ class FleetRunner:
             return self._fresh(target, verdict, entry)
         try:
             async with self.locks.hold(target.name), self.leases.hold(target.identity):
+                granted = self.leases.granted_at(target.identity)
+                if granted is not None:  # its last holder recorded before letting it go
+                    await self.record.refresh(granted)
                 held = await read_all(sinks)  # another run may just have delivered
                 verdict, entry = await self._judge(target, sinks, held)
                 if verdict.kind == "fresh":

@@ -58,10 +58,11 @@ async def rotate_batch(
     """Rotate a batch of targets concurrently; one result per target, in order.
 
     The batch claims all its targets at once in the Prefect server (one write, one read,
-    when its first due target needs its lease) and gives them back at once when it
-    ends: its due targets are minted under that claim
-    (:mod:`usegrant_flows.rotation.lease`). Then it writes its targets' delivery
-    record, one call per changed chunk (:mod:`usegrant_flows.rotation.record`).
+    when its first due target needs its lease) and its due targets are minted under that
+    claim (:mod:`usegrant_flows.rotation.lease`).
+    Before it gives them back, at once, it writes their delivery record, one call per
+    changed chunk (:mod:`usegrant_flows.rotation.record`): the run that takes a target
+    next finds the token in the sinks and the record naming it.
 
     Args:
         targets: The batch (typically 100..500 targets).
@@ -70,7 +71,8 @@ async def rotate_batch(
     """
     async with runner.leases.claim(t.identity for t in targets):
         results = list(await asyncio.gather(*(runner.rotate(t) for t in targets)))
-    await runner.flush_record(targets)
+        # Recorded before the claim goes: the next holder sees the token and its record.
+        await runner.flush_record(targets)
     return results
 
 
