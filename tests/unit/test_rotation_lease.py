@@ -87,13 +87,17 @@ async def test_a_target_held_in_a_batch_stays_claimed_until_the_batch_ends() -> 
     [target] = names(1)
     try:
         async with mine.claim([target]):
-            granted = mine.granted_at(target)
-            assert granted is not None and granted <= time.monotonic()
+            assert mine.granted_at(target) is None  # nothing due yet: nothing claimed
             async with mine.hold(target):  # the target's section ends before the batch
-                pass
-            async with other.claim([target]):
-                assert other.granted_at(target) is None  # still ours
-        async with other.claim([target]):
+                granted = mine.granted_at(target)
+                assert granted is not None and granted <= time.monotonic()
+            assert mine.granted_at(target) == granted  # still ours until the batch ends
+            other.timeout = 1
+            with pytest.raises(LockTimeoutError):
+                async with other.claim([target]), other.hold(target):
+                    raise AssertionError("took a target a live batch holds")
+            other.timeout = 60
+        async with other.claim([target]), other.hold(target):
             assert other.granted_at(target) is not None  # given back with the batch
     finally:
         await mine.aclose()
