@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
@@ -40,7 +42,8 @@ import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.context import FlowRunContext
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectNotFound
+from prefect.logging import get_logger, get_run_logger
 
 __all__ = [
     "CLAIM_PREFIX",
@@ -48,10 +51,12 @@ __all__ = [
     "MAX_CLAIM_TARGETS",
     "Claim",
     "SeenClaim",
+    "backoff",
     "chunks",
     "create_claim",
     "delete_claim",
     "holder_name",
+    "lease_logger",
     "live_keys",
     "read_claims",
     "rewrite_claim",
@@ -268,3 +273,17 @@ def server_trouble(exc: Exception) -> str:
     if isinstance(exc, (httpx.TransportError, OSError)):
         return f"Prefect server unreachable ({type(exc).__name__})"
     return f"claims unreadable ({type(exc).__name__})"
+
+
+def lease_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger, or the module's outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:  # outside a flow or task run
+        return get_logger("usegrant_flows.lease")
+
+
+def backoff(attempt: int, longest: float) -> float:
+    """Seconds before asking a busy server again: 0.2, 0.4, 0.8 ... up to ``longest``, jittered."""
+    cap: float = min(longest, 0.2 * 2.0 ** (attempt - 1))
+    return cap * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrecy

@@ -6,9 +6,9 @@ meet here, through **claims** in the Prefect server's database
 (:mod:`usegrant_flows.rotation.claims`): a claim lists the targets a run holds.
 
 - A batch claims all its targets at once (:meth:`TargetLeases.claim`) when its first
-  due target needs its lease: one write, one read of every claim; it keeps the targets
-  no other live claim lists, and deletes the claim when it ends. Three API calls per
-  batch of up to 350 targets; none when nothing in it is due.
+  due target needs its lease: one write, one read of every claim; all or none (no run
+  holds some while waiting for others). Three API calls per batch; none when nothing
+  in it is due.
 - The runner holds a target's lease around its critical section (re-read the sinks,
   mint, verify, write) with :meth:`TargetLeases.hold`: free when the batch's claim has
   the target; otherwise it waits while another run's claim lists it, the run's waiting
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
@@ -38,17 +37,17 @@ from typing import TypeVar
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_logger, get_run_logger
 
 from usegrant_flows.quota.limiter import prefect_api_configured
 from usegrant_flows.rotation.claims import (
     Claim,
     SeenClaim,
+    backoff,
     chunks,
     create_claim,
     delete_claim,
     holder_name,
+    lease_logger,
     live_keys,
     read_claims,
     rewrite_claim,
@@ -132,9 +131,9 @@ class TargetLeases:
         """Claim a batch's targets together, for the body of an ``async with``.
 
         Nothing is sent until the first :meth:`hold` of one of them: then one write and
-        one read of the claims take them all (more calls only for targets another run
-        holds, or a batch over 350 targets). They stay held until the batch ends (after
-        its delivery record is written); the claim is deleted then.
+        one read take them all, or none when another run holds one (they are then
+        asked for again, all together). Held until the batch ends (after its delivery
+        record is written); the claim is deleted then.
 
         Args:
             identities: The targets' identities (``RotationTarget.identity``).
@@ -177,7 +176,7 @@ class TargetLeases:
                     if not batch.taken:
                         batch.taken = True
                         with contextlib.suppress(httpx.HTTPError, OSError):  # see _wait_for
-                            await self._take(batch.keys - set(self._granted))
+                            await self._take(batch.keys - set(self._granted), whole=True)
             if not self._holds(key):
                 await self._wait_for(key, identity.split(":", 1)[0])
             self.leases += 1
@@ -242,11 +241,13 @@ class TargetLeases:
             pause = random.uniform(0.5, MAX_RETRY_PAUSE)  # noqa: S311 - jitter, not secrecy
             try:
                 others = live_keys(await self._read(), set(self._claims))
-                await self._take(keys - others)
+                for group in self._groups(keys):
+                    if not group & others:
+                        await self._take(group, whole=len(group) > 1)
                 attempt, self._why = 0, "held by another run"
             except Exception as exc:  # a busy, restarting or refusing server: ask again
                 attempt += 1
-                pause, self._why = _backoff(attempt), server_trouble(exc)
+                pause, self._why = backoff(attempt, MAX_SERVER_PAUSE), server_trouble(exc)
             for key in list(self._waiting):
                 if key in self._granted:
                     for future in self._waiting.pop(key):
@@ -257,8 +258,21 @@ class TargetLeases:
                     await asyncio.wait_for(self._wake.wait(), pause)
                 await asyncio.sleep(0.1)  # let waiters arriving together share a round
 
-    async def _take(self, keys: set[str]) -> None:
-        """Write claims for ``keys``, read every claim, keep the keys nobody else lists."""
+    def _groups(self, keys: set[str]) -> list[set[str]]:
+        """The waited-for keys by batch (the whole batch's open keys), others alone."""
+        groups: dict[object, set[str]] = {}
+        for key in keys:
+            batch = self._batches.get(key)
+            group = (batch.keys - set(self._granted)) if batch is not None else {key}
+            groups[id(batch) if batch is not None else key] = group
+        return list(groups.values())
+
+    async def _take(self, keys: set[str], *, whole: bool = False) -> None:
+        """Write claims for ``keys``, read every claim, keep those nobody else lists.
+
+        ``whole`` (a batch): all or none. A batch keeps its targets until it ends; one
+        holding some while it waits for others could wait on a run doing the same.
+        """
         if not keys:
             return
         client = await self._get_client()
@@ -281,6 +295,8 @@ class TargetLeases:
                     await self._call(delete_claim(client, claim.name))
             raise
         confirmed = time.monotonic()
+        if whole and keys & others:
+            others = set(keys)
         for claim in mine:
             claim.keys -= others
             claim.confirmed_at = confirmed
@@ -364,7 +380,7 @@ class TargetLeases:
                 await self._drop(claim)
         self._granted.clear()
         if self.api_calls:
-            _logger().info(
+            lease_logger().info(
                 "target leases: %d taken, %d Prefect API calls, %.2f s",
                 self.leases,
                 self.api_calls,
@@ -381,16 +397,3 @@ class _Batch:
     keys: set[str]
     taken: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except MissingContextError:  # outside a flow or task run
-        return get_logger("usegrant_flows.lease")
-
-
-def _backoff(attempt: int) -> float:
-    """Seconds before asking a busy server again: 0.2, 0.4, 0.8 ... capped, with jitter."""
-    cap: float = min(MAX_SERVER_PAUSE, 0.2 * 2.0 ** (attempt - 1))
-    return cap * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrecy
