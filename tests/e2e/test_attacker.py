@@ -26,6 +26,7 @@ still delivers.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -51,7 +52,7 @@ AUTHORIZED_KEYS = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyE2E operator@
 BASHRC = "export PATH=$HOME/bin:$PATH  # the operator's shell\n"
 APP_ENV = "DB_PASSWORD=planted-db-password-3c4d\n"
 TEAM_SECRET = "team-db-password-9f8e"
-MAX_WORKER_PASSES = 8
+RUN_ALL_TIMEOUT = 600.0  # seconds for every created run to end (worker passes)
 BUSY_TIMEOUT = 60.0  # seconds to keep asking a busy (503) server
 #: What the server said when it refused a run at creation, by deployment and parameters.
 REFUSALS: dict[str, str] = {}
@@ -239,7 +240,8 @@ def attempt(server: PrefectServer, name: str, parameters: dict[str, Any]) -> str
 def run_all(server: PrefectServer, ids: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Let the worker run the created runs (the deployment's limit of 1 needs passes)."""
     runs: dict[str, Any] = {}
-    for _ in range(MAX_WORKER_PASSES):
+    deadline = time.monotonic() + RUN_ALL_TIMEOUT
+    while time.monotonic() < deadline:
         server.start_worker(POOL, env=env, timeout=400, cwd=env["HOME"])
         runs = {i: api(server, "GET", f"/flow_runs/{i}") for i in ids}
         if all(
@@ -247,6 +249,7 @@ def run_all(server: PrefectServer, ids: list[str], env: dict[str, str]) -> dict[
             for r in runs.values()
         ):
             return runs
+        time.sleep(5.0)  # a run waiting for the deployment's slot is due again soon
     raise AssertionError({i: r["state"]["type"] for i, r in runs.items()})
 
 
@@ -381,8 +384,18 @@ def attacks(
     }
     honest = attempt(prefect_server, "rotate-tokens", {})  # the deployment's own parameters
     assert honest is not None, REFUSALS
+    # What an operator types: `prefect deployment run --params`, the fleet by its slug.
+    by_cli = prefect_server.run_cli(
+        "deployment",
+        "run",
+        "rotate-tokens/rotate-tokens",
+        "--params",
+        json.dumps({"fleet": fleet_ref("usegrant"), "target_names": ["honest"], "force": True}),
+    ).stdout
+    [cli_run] = re.findall(r"UUID: ([0-9a-f-]{36})", by_cli)
     run_ids = [i for i in created.values() if i is not None]
-    runs = run_all(prefect_server, [*run_ids, honest], worker_env(home, hostile_vault))
+    everything = [*run_ids, honest, cli_run]
+    runs = run_all(prefect_server, everything, worker_env(home, hostile_vault))
     outcomes = {
         label: REFUSALS.get("refused") if flow_run_id is None else runs[flow_run_id]["state"]
         for label, flow_run_id in created.items()
@@ -395,8 +408,9 @@ def attacks(
         "created": created,
         "runs": runs,
         "honest": runs[honest],
+        "cli": runs[cli_run],
         "planted": planted,
-        "visible": visible_text(prefect_server, [*run_ids, honest]),
+        "visible": visible_text(prefect_server, everything),
     }
 
 
@@ -487,6 +501,13 @@ def test_an_honest_run_with_the_deployments_own_parameters_still_delivers(
         prefect_server.call(lambda: Secret.load("e2e-attack-honest").get())
         == token.access_token.get_secret_value()
     )
+
+
+def test_a_run_from_the_cli_naming_the_fleet_by_its_slug_delivers(
+    attacks: dict[str, Any],
+) -> None:
+    assert attacks["cli"]["state"]["type"] == "COMPLETED", attacks["cli"]["state"]
+    assert attacks["cli"]["parameters"]["target_names"] == ["honest"]
 
 
 def test_the_deployments_schema_names_only_saved_things(

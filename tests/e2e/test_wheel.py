@@ -111,37 +111,29 @@ def test_the_deploy_steps_run_from_the_wheel_in_an_empty_folder(
     run([cli, "credentials", "save", "usegrant", "--base-url", emulator.base_url, "--overwrite"],
         folder, env, 120)  # fmt: skip
     run([cli, "fleet", "push", "fleet.yaml", "--name", "usegrant", "--overwrite"], folder, env, 120)
-    try:
-        run([*prefect, "--no-prompt", "deploy", "--all"], folder, env, 300)
-        out = run([*prefect, "deployment", "run", "rotate-tokens/rotate-tokens"], folder, env, 120)
-        [flow_run_id] = re.findall(r"UUID: ([0-9a-f-]{36})", out)
-        run(
-            [
-                *prefect,
-                "worker",
-                "start",
-                "--pool",
-                POOL,
-                "--run-once",
-                "--install-policy",
-                "never",
-            ],
-            folder,
-            env,
-            300,
-        )
-        flow_run = prefect_server.wait_for_flow_run(flow_run_id)
-        assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
-        for name in ("aws.jwt", "gcp.json", "azure.jwt"):
-            path = folder / "tokens" / name
-            assert oct(path.stat().st_mode & 0o777) == "0o600"
-            text = path.read_text()
-            raw = json.loads(text)["accessToken"] if name.endswith(".json") else text
-            verify_token(raw, emulator.jwks_url)
-    finally:
-        # The session server's other tests expect no fleet or credentials named usegrant.
-        for block in ("usegrant-fleet/usegrant", "usegrant-credentials/usegrant"):
-            subprocess.run(
-                [*prefect, "block", "delete", block],
-                cwd=folder, env=env, capture_output=True, timeout=120, check=False,
-            )  # fmt: skip
+    run([*prefect, "--no-prompt", "deploy", "--all"], folder, env, 300)
+    out = run([*prefect, "deployment", "run", "rotate-tokens/rotate-tokens"], folder, env, 120)
+    [flow_run_id] = re.findall(r"UUID: ([0-9a-f-]{36})", out)
+    run(
+        [
+            *prefect,
+            "worker",
+            "start",
+            "--pool",
+            POOL,
+            "--run-once",
+            "--install-policy",
+            "never",
+        ],
+        folder,
+        env,
+        300,
+    )
+    flow_run = prefect_server.wait_for_flow_run(flow_run_id)
+    assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
+    for name in ("aws.jwt", "gcp.json", "azure.jwt"):
+        path = folder / "tokens" / name
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        text = path.read_text()
+        raw = json.loads(text)["accessToken"] if name.endswith(".json") else text
+        verify_token(raw, emulator.jwks_url)

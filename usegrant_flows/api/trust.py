@@ -22,7 +22,7 @@ fingerprint and the check that failed; nothing is returned.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import threading
 from datetime import datetime, timezone
 from typing import Literal, get_args
 from urllib.parse import urlsplit
@@ -119,16 +119,29 @@ def check_issued(
 ) -> AccessToken:
     """Sync form of :func:`acheck_issued`: same arguments, result and errors.
 
-    Runs the checks on a private event loop (in a helper thread when the calling thread
-    already runs one); the key cache is the same.
+    The checks run on one private event loop in a daemon thread, started on first use
+    and shared by every sync caller of the process: a new loop per call (``asyncio.run``)
+    costs more than the checks themselves once the keys are cached. Every fetch there is
+    bounded (:class:`~usegrant_flows.api.jwks.JwksCache`).
     """
     mode = check_mode(mode)
     if mode == "off":
         return token
     call = acheck_issued(token, mode=mode, base_url=base_url, jwks_url=jwks_url, keys=keys)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(call)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, call).result()
+    return asyncio.run_coroutine_threadsafe(call, _checks_loop()).result()
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _checks_loop() -> asyncio.AbstractEventLoop:
+    """The private event loop of :func:`check_issued`, running in its daemon thread."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            name = "usegrant-flows token checks"
+            threading.Thread(target=loop.run_forever, name=name, daemon=True).start()
+            _loop = loop
+        return _loop
