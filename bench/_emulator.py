@@ -1,4 +1,4 @@
-"""What the benchmarks share: a free loopback port, a seed, the emulator in its own process.
+"""What the benchmarks share: a free port, a seed, the emulator in its own process, fleets.
 
 A benchmark measures the client, the flow or the emulator with the emulator in a SEPARATE
 process: in one process they would share a GIL and the figures would say nothing about
@@ -89,3 +89,34 @@ def write_seed(path: Path, n: int) -> tuple[str, str, list[str]]:
     }
     path.write_text(json.dumps(seed))
     return api_key, provider_id, clients
+
+
+def clean_env(home: Path, api_url: str | None) -> dict[str, str]:
+    """The environment of a bench subprocess: its own PREFECT_HOME, quiet, no outer Prefect."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def write_fleet(
+    path: Path, provider: str, clients: list[str], names: range, credentials: str
+) -> None:
+    """Write a fleet file of targets ``t<i>`` (``i`` in ``names``), one file sink each."""
+    sinks = path.parent / f"{path.stem}-sinks"
+    targets = [
+        {
+            "name": f"t{i}",
+            "client_id": clients[i % len(clients)],
+            "sinks": [{"type": "file", "path": str(sinks / f"t{i}.jwt")}],
+        }
+        for i in names
+    ]
+    defaults = {"credentials": credentials, "provider_id": provider, "expires_in": 3600}
+    path.write_text(json.dumps({"defaults": defaults, "targets": targets}))

@@ -21,8 +21,6 @@ of ``k`` windows here means ``k`` hours there (network and engine overheads asid
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _emulator import free_port, write_seed
+from _emulator import clean_env, free_port, write_fleet, write_seed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "bench-quota"
@@ -65,33 +63,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
         time.sleep(0.3)
     proc.kill()
     raise SystemExit(f"{url} not up within {timeout} s")
-
-
-def write_fleet(path: Path, provider: str, clients: list[str], names: range) -> None:
-    sinks = path.parent / f"{path.stem}-sinks"
-    targets = [
-        {
-            "name": f"t{i}",
-            "client_id": clients[i % len(clients)],
-            "sinks": [{"type": "file", "path": str(sinks / f"t{i}.jwt")}],
-        }
-        for i in names
-    ]
-    defaults = {"credentials": BLOCK, "provider_id": provider, "expires_in": 3600}
-    path.write_text(json.dumps({"defaults": defaults, "targets": targets}))
-
-
-def clean_env(home: Path, api_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="WARNING",
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
 
 
 def run_fleet(
@@ -200,7 +171,7 @@ def main() -> None:
                 capture_output=True,
             )
             fleet = work / "local.json"
-            write_fleet(fleet, provider, clients, range(args.n))
+            write_fleet(fleet, provider, clients, range(args.n), BLOCK)
             results.append(
                 run_fleet(
                     "(A) one flow run, embedded API, in-process window limiter",
@@ -260,7 +231,7 @@ def main() -> None:
         fleets = []
         for p in range(args.processes):
             fleet = work / f"server-{p}.json"
-            write_fleet(fleet, provider, clients, range(p * per, min(args.n, (p + 1) * per)))
+            write_fleet(fleet, provider, clients, range(p * per, min(args.n, (p + 1) * per)), BLOCK)
             fleets.append(fleet)
         results.append(
             run_fleet(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _emulator import REPO_ROOT, free_port, start_emulator, write_seed
+from _emulator import REPO_ROOT, clean_env, free_port, start_emulator, write_fleet, write_seed
 
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -115,19 +114,6 @@ class Peak:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def clean_env(home: Path, api_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="WARNING",
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
@@ -219,20 +205,6 @@ def postgres_backend(replicas: int) -> Iterator[Backend]:
         yield backend
 
 
-def write_fleet(path: Path, provider: str, clients: list[str], names: range) -> None:
-    sinks = path.parent / f"{path.stem}-sinks"
-    targets = [
-        {
-            "name": f"t{i}",
-            "client_id": clients[i % len(clients)],
-            "sinks": [{"type": "file", "path": str(sinks / f"t{i}.jwt")}],
-        }
-        for i in names
-    ]
-    defaults = {"credentials": BLOCK, "provider_id": provider, "expires_in": 3600}
-    path.write_text(json.dumps({"defaults": defaults, "targets": targets}))
-
-
 def prepare(backend: Backend, work: Path, api_key: str, base_url: str, args: Any) -> None:
     env = clean_env(work / "client-home", backend.api_urls[0])
     save = [sys.executable, "-c", SAVE_BLOCK, api_key, base_url, str(args.budget)]
@@ -256,7 +228,9 @@ def run_once(
     for p in range(args.processes):
         fleet = folder / f"fleet-{p}.json"
         names = range(args.n) if args.overlap else range(p * per, min(args.n, (p + 1) * per))
-        write_fleet(folder / "fleet.json" if args.overlap else fleet, provider, clients, names)
+        write_fleet(
+            folder / "fleet.json" if args.overlap else fleet, provider, clients, names, BLOCK
+        )
         fleets.append(folder / "fleet.json" if args.overlap else fleet)
     httpx.post(f"{args.emulator}/_emulator/reset", timeout=10).raise_for_status()
     sizes = backend.log_sizes()
