@@ -120,3 +120,26 @@ def write_fleet(
     ]
     defaults = {"credentials": credentials, "provider_id": provider, "expires_in": 3600}
     path.write_text(json.dumps({"defaults": defaults, "targets": targets}))
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    """Wait until ``url`` answers 200; exit with the log's tail if ``proc`` ends or time runs out.
+
+    Args:
+        url: A loopback URL of the process (its health or JWKS route).
+        proc: The process serving it (killed when it is not up within ``timeout``).
+        log: Where the process writes its output.
+        timeout: Seconds to wait (180: Prefect starts slowly on a loaded 2-core machine).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: process exited:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit(f"{url} not up within {timeout} s")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _emulator import clean_env, free_port, write_fleet, write_seed
+from _emulator import clean_env, free_port, wait_http, write_fleet, write_seed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "bench-quota"
@@ -48,21 +48,6 @@ key, url, budget, window = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys
 UseGrantCredentials(api_key=key, base_url=url, max_requests_per_hour=budget,
                     quota_window_seconds=window).save(sys.argv[5], overwrite=True)
 """
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: process exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"{url} not up within {timeout} s")
 
 
 def run_fleet(

@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _emulator import REPO_ROOT, clean_env, free_port, start_emulator, write_fleet, write_seed
+from _emulator import (
+    REPO_ROOT,
+    clean_env,
+    free_port,
+    start_emulator,
+    wait_http,
+    write_fleet,
+    write_seed,
+)
 
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -114,20 +122,6 @@ class Peak:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: process exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} not up within {timeout} s")
 
 
 class Backend:
