@@ -20,6 +20,14 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: A script saving a credentials block: key, base URL, budget, window (s), block name.
+SAVE_BLOCK = """
+import sys
+from usegrant_flows.credentials import UseGrantCredentials
+key, url, budget, window = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+UseGrantCredentials(api_key=key, base_url=url, max_requests_per_hour=budget,
+                    quota_window_seconds=window).save(sys.argv[5], overwrite=True)
+"""
 
 
 def free_port() -> int:

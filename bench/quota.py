@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _emulator import clean_env, free_port, wait_http, write_fleet, write_seed
+from _emulator import SAVE_BLOCK, clean_env, free_port, wait_http, write_fleet, write_seed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK = "bench-quota"
@@ -40,13 +40,6 @@ from usegrant_flows.rotation.rotate_flow import rotate_targets
 state = asyncio.run(rotate_targets(targets_file=sys.argv[1], concurrency=64, return_state=True))
 print("STATE", state.type.value, (state.message or "")[:300])
 sys.exit(0 if state.is_completed() else 1)
-"""
-SAVE_BLOCK = """
-import sys
-from usegrant_flows.credentials import UseGrantCredentials
-key, url, budget, window = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-UseGrantCredentials(api_key=key, base_url=url, max_requests_per_hour=budget,
-                    quota_window_seconds=window).save(sys.argv[5], overwrite=True)
 """
 
 

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 from _emulator import (
     REPO_ROOT,
+    SAVE_BLOCK,
     clean_env,
     free_port,
     start_emulator,
@@ -62,13 +63,6 @@ from usegrant_flows.rotation.rotate_flow import rotate_targets
 state = asyncio.run(rotate_targets(targets_file=sys.argv[1], concurrency=64, return_state=True))
 print("STATE", state.type.value, (state.message or "")[:300])
 sys.exit(0 if state.is_completed() else 1)
-"""
-SAVE_BLOCK = """
-import sys
-from usegrant_flows.credentials import UseGrantCredentials
-key, url, budget, window = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-UseGrantCredentials(api_key=key, base_url=url, max_requests_per_hour=budget,
-                    quota_window_seconds=window).save(sys.argv[5], overwrite=True)
 """
 ACCESS = re.compile(r'"(GET|POST|PATCH|PUT|DELETE) /api(/\S*) HTTP/[\d.]+" (\d{3})')
 SERVER_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO", "PREFECT_SERVER_UI_ENABLED": "false"}
