@@ -43,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,22 +88,27 @@ def timing(samples: list[float]) -> Timing:
     return statistics.mean(samples), statistics.median(samples)
 
 
-def in_turns(measures: dict[str, Callable[[], Any]], n: int, warmup: int) -> dict[str, Timing]:
-    """(mean, median) seconds per call of each measure, taken in turns.
+def turn_order(names: list[str], n: int, warmup: int) -> Iterator[tuple[bool, str]]:
+    """(timed, name) of each call when ``names`` are taken in turns.
 
-    Each of ``warmup + n`` rounds calls every measure once, the order rotating by one
-    each round, so no measure always follows the same one; the first ``warmup`` rounds
-    are not timed.
+    Each of ``warmup + n`` rounds calls every name once, the order rotating by one each
+    round, so no measure always follows the same one; the first ``warmup`` rounds are
+    not timed.
     """
-    names = list(measures)
-    samples: dict[str, list[float]] = {name: [] for name in names}
     for index in range(warmup + n):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            measures[name]()
-            if index >= warmup:
-                samples[name].append(time.perf_counter() - started)
+            yield index >= warmup, name
+
+
+def in_turns(measures: dict[str, Callable[[], Any]], n: int, warmup: int) -> dict[str, Timing]:
+    """(mean, median) seconds per call of each measure, taken in turns (:func:`turn_order`)."""
+    samples: dict[str, list[float]] = {name: [] for name in measures}
+    for timed, name in turn_order(list(measures), n, warmup):
+        started = time.perf_counter()
+        measures[name]()
+        if timed:
+            samples[name].append(time.perf_counter() - started)
     return {name: timing(v) for name, v in samples.items()}
 
 
@@ -111,15 +116,12 @@ async def ain_turns(
     measures: dict[str, Callable[[], Any]], n: int, warmup: int
 ) -> dict[str, Timing]:
     """Async form of :func:`in_turns`."""
-    names = list(measures)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for index in range(warmup + n):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            await measures[name]()
-            if index >= warmup:
-                samples[name].append(time.perf_counter() - started)
+    samples: dict[str, list[float]] = {name: [] for name in measures}
+    for timed, name in turn_order(list(measures), n, warmup):
+        started = time.perf_counter()
+        await measures[name]()
+        if timed:
+            samples[name].append(time.perf_counter() - started)
     return {name: timing(v) for name, v in samples.items()}
 
 
