@@ -323,6 +323,9 @@ def _server_env(home: Path, api_url: str) -> dict[str, str]:
         # The server copies the UI bundles into this directory; the default would be
         # inside site-packages, shared (and raced over) by parallel servers.
         PREFECT_SERVER_UI_STATIC_DIRECTORY=str(home / "ui-static"),
+        # A run that finds its deployment's slot taken (ENQUEUE) is due again after this
+        # many seconds (Prefect's default: 30); the tests queue runs behind each other.
+        PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="5",
         PREFECT_CLI_PROMPT="false",
         PREFECT_CLI_COLORS="false",
         PREFECT_CLI_WRAP_LINES="false",
