@@ -16,7 +16,6 @@ from pydantic import Field
 
 from usegrant_flows.api.errors import ConfigurationError
 from usegrant_flows.api.models import MAX_EXPIRES_IN
-from usegrant_flows.api.redact import redact
 from usegrant_flows.rotation.fleet_block import UseGrantFleet
 from usegrant_flows.rotation.params import labelled, publish
 from usegrant_flows.rotation.policy import RotationAction, RotationResult
@@ -25,7 +24,7 @@ from usegrant_flows.rotation.selection import (
     select_targets,
     shortened,
 )
-from usegrant_flows.rotation.tasks import rotate_fleet
+from usegrant_flows.rotation.tasks import refuse_run, rotate_fleet
 
 #: Key of the markdown artifact each run creates.
 ARTIFACT_KEY = "usegrant-mint-token"
@@ -66,14 +65,12 @@ async def mint_token(
         chosen = shortened(chosen, expires_in)
         [result] = await rotate_fleet([chosen], concurrency=1, force=True)
     except ConfigurationError as exc:
-        message = redact(" ".join(str(exc).split()))
-        logger.error("%s", message)
-        await acreate_markdown_artifact(
-            markdown=f"### UseGrant token for target `{target[:200]}`: not minted\n\n{message}",
+        return await refuse_run(
+            exc,
+            title=f"UseGrant token for target `{target[:200]}`: not minted",
             key=ARTIFACT_KEY,
             description="UseGrant mint-token run",
         )
-        return Failed(message=message)
     await acreate_markdown_artifact(
         markdown=result.to_markdown(), key=ARTIFACT_KEY, description="UseGrant mint-token run"
     )

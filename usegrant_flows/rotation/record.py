@@ -187,7 +187,7 @@ class PrefectRecord:
         self._entries: dict[str, DeliveryEntry] | None = None
         self._names: set[str] = set()  # record variables that exist on the server
         self._written: dict[str, str] = {}  # chunk name -> value as last read or written
-        self._load_lock: asyncio.Lock | None = None
+        self._load_lock = asyncio.Lock()  # binds to the run's loop on first use
         self._loaded_at: float | None = None  # time.monotonic() when the last read began
         #: Prefect API calls made (reads and writes), for tests and the bench.
         self.calls = 0
@@ -198,8 +198,6 @@ class PrefectRecord:
     async def _load(self) -> dict[str, DeliveryEntry]:
         if self._entries is not None:
             return self._entries
-        if self._load_lock is None:
-            self._load_lock = asyncio.Lock()
         async with self._load_lock:
             if self._entries is None:
                 started = time.monotonic()
@@ -274,8 +272,6 @@ class PrefectRecord:
         """
         if self._loaded_at is not None and self._loaded_at >= since:
             return
-        if self._load_lock is None:
-            self._load_lock = asyncio.Lock()
         async with self._load_lock:
             if self.unreadable or (self._loaded_at is not None and self._loaded_at >= since):
                 return

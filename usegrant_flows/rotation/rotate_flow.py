@@ -26,17 +26,15 @@ the run with the numbers and what to change.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from prefect import State, flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed
 from pydantic import Field
 
 from usegrant_flows.api.errors import ConfigurationError
-from usegrant_flows.api.redact import redact
 from usegrant_flows.rotation.dispatch import (
     dispatch_queues,
     failed_rows,
@@ -69,6 +67,7 @@ from usegrant_flows.rotation.split import split_fleet
 from usegrant_flows.rotation.tasks import (
     ARTIFACT_KEY,
     publish_results,
+    refuse_run,
     rotate_fleet,
     summary_line,
 )
@@ -235,15 +234,12 @@ def _options(force: bool, concurrency: int, batch_size: int, spread: float) -> d
 
 
 async def _refused(exc: ConfigurationError) -> State:
-    """Fail the run in one line (scrubbed), with the same line as its artifact."""
-    message = redact(" ".join(str(exc).split()))
-    get_run_logger().error("%s", message)
-    await acreate_markdown_artifact(
-        markdown=f"### UseGrant token rotation did not start\n\n{message}",
+    return await refuse_run(
+        exc,
+        title="UseGrant token rotation did not start",
         key=ARTIFACT_KEY,
         description="UseGrant token rotation",
     )
-    return Failed(message=message)
 
 
 async def _rotate(
@@ -298,28 +294,19 @@ async def _split(
         return split.local, []
     if queue is not None:  # a child never dispatches again (that could loop)
         why = f"but this run was dispatched to {queue!r}: not dispatched again"
-        rows = [
-            row
-            for other, targets in split.queues.items()
-            for row in failed_rows(targets, f"names work queue {other!r}, {why}")
-        ]
-        return split.local, [_ready(rows)]
+        return split.local, _refuse_queues(
+            split.queues, lambda other: f"names work queue {other!r}, {why}"
+        )
     if dispatch is None:
         why = "only the rotate-tokens deployment dispatches to work queues"
-        rows = [
-            row
-            for other, targets in split.queues.items()
-            for row in failed_rows(targets, f"work queue {other!r}: {why}")
-        ]
-        return split.local, [_ready(rows)]
+        return split.local, _refuse_queues(
+            split.queues, lambda other: f"work queue {other!r}: {why}"
+        )
     deployment, refusal = await host_deployment(None)
     if deployment is None:
-        rows = [
-            row
-            for other, targets in split.queues.items()
-            for row in failed_rows(targets, f"work queue {other!r}: {refusal}")
-        ]
-        return split.local, [_ready(rows)]
+        return split.local, _refuse_queues(
+            split.queues, lambda other: f"work queue {other!r}: {refusal}"
+        )
     get_run_logger().info(
         "%d targets go to work queues %s (deployment %s)",
         split.dispatched,
@@ -335,6 +322,14 @@ async def _split(
             timeout=dispatch["timeout"],
         )
     ]
+
+
+def _refuse_queues(
+    queues: Mapping[str, list[RotationTarget]], reason: Callable[[str], str]
+) -> list[Awaitable[list[RotationResult]]]:
+    """The work of queues that are not dispatched: each target failed, with its reason."""
+    rows = [row for name, targets in queues.items() for row in failed_rows(targets, reason(name))]
+    return [_ready(rows)]
 
 
 async def _ready(rows: list[RotationResult]) -> list[RotationResult]:

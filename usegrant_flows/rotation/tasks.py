@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
-from prefect import task
-from prefect.artifacts import acreate_table_artifact
+from prefect import State, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 from prefect.utilities.annotations import quote
 
 from usegrant_flows.api.errors import ConfigurationError
+from usegrant_flows.api.redact import redact
 from usegrant_flows.rotation.destinations import check_destinations
 from usegrant_flows.rotation.fleet import RotationTarget
 from usegrant_flows.rotation.plan import FleetPlan, check_fleet_plan
@@ -34,6 +36,7 @@ __all__ = [
     "ARTIFACT_KEY",
     "MAX_ARTIFACT_ROWS",
     "publish_results",
+    "refuse_run",
     "rotate_batch",
     "rotate_fleet",
     "summary_line",
@@ -194,3 +197,23 @@ async def publish_results(
         lines = "".join(f"\n- {line}" for line in plan.lines())
         description += f"\n\n**Request budget** (this run minted {minted}):{lines}"
     await acreate_table_artifact(table=rows, key=key, description=description)
+
+
+async def refuse_run(exc: ConfigurationError, *, title: str, key: str, description: str) -> State:
+    """Fail a run that could not start: one scrubbed line, logged and in its artifact.
+
+    Args:
+        exc: Why the run could not start.
+        title: The markdown artifact's heading.
+        key: Artifact key (lowercase letters, digits, dashes).
+        description: The artifact's description.
+
+    Returns:
+        A Failed state whose message is that line.
+    """
+    message = redact(" ".join(str(exc).split()))
+    get_run_logger().error("%s", message)
+    await acreate_markdown_artifact(
+        markdown=f"### {title}\n\n{message}", key=key, description=description
+    )
+    return Failed(message=message)
